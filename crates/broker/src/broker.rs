@@ -536,6 +536,22 @@ impl Broker {
         self.finish_step();
     }
 
+    /// The server is shutting down: every connection gets v5 DISCONNECT 0x8B and is closed.
+    /// Sessions stay (persistent ones in the store, marked disconnected, wills pending), so a
+    /// restart resumes them.
+    pub fn handle_shutdown(&mut self, now: Millis) {
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in conns {
+            self.kick(conn, ReasonCode::ServerShuttingDown, now);
+        }
+        self.finish_step();
+    }
+
+    /// Connections the broker knows (connected or awaiting CONNECT).
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
     /// A batch is durable. Tokens complete in the order they were emitted.
     pub fn handle_persisted(&mut self, token: Token) {
         while let Some((t, _)) = self.pending.front() {
@@ -647,7 +663,7 @@ impl Broker {
             }
             (ConnState::Connected(_), Packet::Connect(_)) => {
                 // [MQTT-3.1.0-2]: a second CONNECT is a protocol violation.
-                return self.kick(conn, ReasonCode::ProtocolError, now);
+                return self.violation(conn, ReasonCode::ProtocolError, now);
             }
             (ConnState::Connected(client), packet) => (client.clone(), packet),
         };
@@ -665,10 +681,10 @@ impl Broker {
             Packet::Auth(_) => {
                 // No authenticator: AUTH without an Authentication Method in CONNECT is a
                 // protocol error [MQTT-4.12.0-2].
-                self.kick(conn, ReasonCode::ProtocolError, now)
+                self.violation(conn, ReasonCode::ProtocolError, now)
             }
             Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
-                self.kick(conn, ReasonCode::ProtocolError, now)
+                self.violation(conn, ReasonCode::ProtocolError, now)
             }
             Packet::Connect(_) => {}
         }
@@ -925,12 +941,12 @@ impl Broker {
         // Topic alias (v5) [MQTT-3.3.2-10] .. [MQTT-3.3.2-12].
         if let Some(alias) = p.properties.topic_alias.take() {
             if alias > self.config.topic_alias_maximum {
-                return self.kick(conn, ReasonCode::TopicAliasInvalid, now);
+                return self.violation(conn, ReasonCode::TopicAliasInvalid, now);
             }
             if p.topic.is_empty() {
                 match c.in_aliases.get(&alias) {
                     Some(t) => p.topic = t.clone(),
-                    None => return self.kick(conn, ReasonCode::ProtocolError, now),
+                    None => return self.violation(conn, ReasonCode::ProtocolError, now),
                 }
             } else {
                 c.in_aliases.insert(alias, p.topic.clone());
@@ -938,10 +954,10 @@ impl Broker {
         }
         if !p.properties.subscription_identifiers.is_empty() {
             // [MQTT-3.3.4-6]: a client must not send subscription identifiers.
-            return self.kick(conn, ReasonCode::ProtocolError, now);
+            return self.violation(conn, ReasonCode::ProtocolError, now);
         }
         if p.topic.levels().count() > self.config.max_topic_levels {
-            return self.kick(conn, ReasonCode::TopicNameInvalid, now);
+            return self.violation(conn, ReasonCode::TopicNameInvalid, now);
         }
         let allowed = !p.topic.as_str().starts_with("$SYS")
             && self.authorizer.authorize_publish(client, &p.topic);
@@ -981,7 +997,7 @@ impl Broker {
                     return;
                 }
                 if version.is_v5() && s.inbound.len() >= usize::from(self.config.receive_maximum) {
-                    return self.kick(conn, ReasonCode::ReceiveMaximumExceeded, now);
+                    return self.violation(conn, ReasonCode::ReceiveMaximumExceeded, now);
                 }
                 let reason = if allowed {
                     s.inbound.insert(pid);
@@ -1004,7 +1020,7 @@ impl Broker {
                 self.send(conn, Packet::PubRec(ack), true);
             }
             // The codec guarantees a packet id for QoS > 0.
-            (_, None) => self.kick(conn, ReasonCode::ProtocolError, now),
+            (_, None) => self.violation(conn, ReasonCode::ProtocolError, now),
         }
     }
 
@@ -1599,7 +1615,7 @@ impl Broker {
         if let Some(new_expiry) = d.properties.session_expiry_interval {
             if connect_expiry == 0 && new_expiry != 0 {
                 // [MQTT-3.14.2-2]
-                return self.kick(conn, ReasonCode::ProtocolError, now);
+                return self.violation(conn, ReasonCode::ProtocolError, now);
             }
             if let Some(s) = self.sessions.get_mut(client) {
                 s.expiry_secs = new_expiry.min(self.config.session_expiry_max_secs);
@@ -1618,12 +1634,15 @@ impl Broker {
         self.drop_conn(conn, now, false);
     }
 
+    /// A protocol violation by the client: counted, then [`Broker::kick`].
+    fn violation(&mut self, conn: ConnId, reason: ReasonCode, now: Millis) {
+        self.metrics.protocol_errors += 1;
+        self.kick(conn, reason, now);
+    }
+
     /// Sends v5 DISCONNECT with `reason` (v3: nothing) and closes: a server-side end of the
     /// connection, so the will is published.
     fn kick(&mut self, conn: ConnId, reason: ReasonCode, now: Millis) {
-        if reason != ReasonCode::SessionTakenOver {
-            self.metrics.protocol_errors += u64::from(reason != ReasonCode::KeepAliveTimeout);
-        }
         if let Some(c) = self.conns.get(&conn) {
             if c.version.is_v5() && matches!(c.state, ConnState::Connected(_)) {
                 let packet = Packet::Disconnect(Disconnect {

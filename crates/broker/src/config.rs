@@ -2,6 +2,11 @@
 
 /// The broker core's configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 pub struct Config {
     /// Largest packet accepted from a client, fixed header included (CONNACK Maximum Packet
     /// Size in v5). Larger packets get DISCONNECT 0x95 / connection closed.
