@@ -19,15 +19,21 @@
 //!   operations [`Op`] on them.
 //! - [`state`]: [`State`], the live state as a store rebuilds it, and the one definition of
 //!   what each op does to it ([`State::apply`]).
+//! - [`codec`]: the binary encoding of ops in the log.
+//! - [`log`]: [`LogStore`], the broker's own append-only log with group commit, recovery
+//!   and compaction; `verify` and `repair`.
 //! - [`memory`]: [`MemoryStore`] (no durability; for tests and `memory` mode) and
 //!   [`FaultyStore`], which loses uncommitted batches at a simulated crash.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod codec;
+pub mod log;
 pub mod memory;
 pub mod model;
 pub mod state;
 
+pub use log::{LogStore, RecoveryReport, SyncMode};
 pub use memory::{FaultyStore, MemoryStore};
 pub use model::*;
 pub use state::State;
