@@ -301,7 +301,17 @@ impl Packet {
                 a.properties = AckProperties::default();
                 a.reason = ReasonCode::Success;
             }
-            Packet::Subscribe(s) => s.properties = SubscribeProperties::default(),
+            Packet::Subscribe(s) => {
+                s.properties = SubscribeProperties::default();
+                // v3 subscription options are the QoS alone; no-local, retain-as-published and
+                // retain handling would otherwise make the v3 encoder refuse the packet.
+                for (_, o) in &mut s.filters {
+                    *o = SubscriptionOptions {
+                        qos: o.qos,
+                        ..SubscriptionOptions::default()
+                    };
+                }
+            }
             Packet::SubAck(s) => s.properties = AckProperties::default(),
             Packet::Unsubscribe(u) => u.properties = Vec::new(),
             Packet::UnsubAck(u) => {

@@ -399,6 +399,12 @@ pub(crate) fn encode<S: Sink>(
             if !a.properties.is_empty() {
                 return Err(not_in("SUBACK properties", v));
             }
+            // One return code per filter of the SUBSCRIBE, which has at least one.
+            if a.reasons.is_empty() {
+                return Err(EncodeError::InvalidValue(
+                    "SUBACK needs at least one return code",
+                ));
+            }
             s.put_u16(a.packet_id.get());
             for r in &a.reasons {
                 s.put_u8(match r {

@@ -919,6 +919,13 @@ pub(crate) fn encode<S: Sink>(p: &Packet, s: &mut S) -> Result<(), EncodeError> 
             }
         }
         Packet::SubAck(a) => {
+            // One reason code per filter of the SUBSCRIBE, which has at least one
+            // [MQTT-3.9.3-1]; the decoder rejects an empty list, so never send one.
+            if a.reasons.is_empty() {
+                return Err(EncodeError::InvalidValue(
+                    "SUBACK needs at least one reason code",
+                ));
+            }
             s.put_u16(a.packet_id.get());
             write_block!(s, &a.properties, ack_props)?;
             for r in &a.reasons {
@@ -939,6 +946,13 @@ pub(crate) fn encode<S: Sink>(p: &Packet, s: &mut S) -> Result<(), EncodeError> 
             }
         }
         Packet::UnsubAck(a) => {
+            // A v5 UNSUBACK has one reason code per filter [MQTT-3.11.3-1]; a v3-built one has
+            // none and must get them before it goes to a v5 peer.
+            if a.reasons.is_empty() {
+                return Err(EncodeError::InvalidValue(
+                    "an MQTT 5 UNSUBACK needs at least one reason code",
+                ));
+            }
             s.put_u16(a.packet_id.get());
             write_block!(s, &a.properties, ack_props)?;
             for r in &a.reasons {
