@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use quartet_server::ServerConfig;
+use quartet_server::{Durability, ServerConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -22,6 +22,26 @@ struct Cli {
 enum Command {
     /// Run the broker (listens on 127.0.0.1:1883 unless told otherwise).
     Serve(ServeArgs),
+    /// Check, repair or look into a data directory (stop the broker first for repair).
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Read the whole log; report what it holds, or the first damage (file and offset).
+    Verify(StoreArgs),
+    /// Keep every intact record, drop damaged ones, rewrite the directory; say what was dropped.
+    Repair(StoreArgs),
+    /// Print sessions, subscriptions, in-flight exchanges and queues as JSON lines.
+    Inspect(StoreArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct StoreArgs {
+    /// The data directory.
+    #[arg(long, value_name = "DIR", default_value = "quartet-data")]
+    data_dir: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -32,6 +52,13 @@ struct ServeArgs {
     /// Read settings from this TOML file (see config/quartet.example.toml).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Keep the durable state in DIR (default ./quartet-data). Overrides `data_dir`.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// When acknowledgements are sent: fsync (default; after fdatasync), os (after the write;
+    /// survives kill -9, not power loss) or memory (nothing stored). Overrides `durability`.
+    #[arg(long, value_name = "MODE")]
+    durability: Option<Durability>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -45,6 +72,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Store(cmd) => store::run(cmd),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -55,13 +83,18 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+mod store;
+
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let mut config = match &args.config {
-        Some(path) => ServerConfig::from_file(path)?,
-        None => ServerConfig::default(),
-    };
+    let mut config = ServerConfig::for_serve(args.config.as_deref())?;
     if !args.listen.is_empty() {
         config.listen = args.listen;
+    }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(d) = args.durability {
+        config.durability = d;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -6,6 +6,7 @@
 //!   writes what the router sends, batching writes.
 //! - `router`: the single owner of the [`quartet_broker::Broker`]; it feeds connection
 //!   events to the core and carries out its actions.
+//! - `writer`: the storage writer thread: group commit of the core's persist batches.
 //!
 //! Start it with [`Server::start`] (tests do this in-process, on port 0) or [`run`].
 #![forbid(unsafe_code)]
@@ -14,6 +15,7 @@
 pub mod config;
 mod conn;
 mod router;
+mod writer;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,13 +23,13 @@ use std::sync::Arc;
 
 use quartet_broker::{Broker, ConnId};
 use quartet_proto::Limits;
-use quartet_store::State;
+use quartet_store::{LogStore, State, Store, SyncMode};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-pub use config::ServerConfig;
+pub use config::{Durability, ServerConfig};
 
 use conn::{Event, IoStats};
 
@@ -45,6 +47,9 @@ pub enum ServerError {
     /// The configuration is invalid.
     #[error("bad configuration: {0}")]
     Config(String),
+    /// The store could not be opened or read.
+    #[error("cannot open the store")]
+    Store(#[from] quartet_store::StoreError),
 }
 
 /// A running server.
@@ -78,13 +83,42 @@ impl Server {
             .iter()
             .filter_map(|l| l.local_addr().ok())
             .collect::<Vec<_>>();
+        let (state, writer) = match config.durability {
+            Durability::Memory => (State::default(), None),
+            d => {
+                let sync = if d == Durability::Fsync {
+                    SyncMode::Fsync
+                } else {
+                    SyncMode::Os
+                };
+                let dir = config.data_dir.clone();
+                let mut store = tokio::task::spawn_blocking(move || LogStore::open(dir, sync))
+                    .await
+                    .map_err(|e| ServerError::Config(format!("store task failed: {e}")))??;
+                let r = store.report();
+                if r.truncated_bytes > 0 {
+                    tracing::warn!(
+                        bytes = r.truncated_bytes,
+                        "cut a torn write off the end of the log (it was never acknowledged)"
+                    );
+                }
+                tracing::info!(
+                    dir = %config.data_dir.display(),
+                    records = r.records,
+                    segments = r.segments,
+                    "store recovered"
+                );
+                let state = store.load()?;
+                (state, Some(writer::spawn(Box::new(store))))
+            }
+        };
         let now = router::now_millis();
-        let broker = Broker::new(config.limits.clone(), State::default(), now);
+        let broker = Broker::new(config.limits.clone(), state, now);
         let stats = Arc::new(IoStats::default());
         let (events_tx, events_rx) = mpsc::channel(8192);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let router = tokio::spawn(
-            router::Router::new(broker, stats.clone()).run(events_rx, shutdown_rx.clone()),
+            router::Router::new(broker, stats.clone(), writer).run(events_rx, shutdown_rx.clone()),
         );
         let next_id = Arc::new(AtomicU64::new(1));
         let limits = Limits {

@@ -6,11 +6,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use quartet_broker::{Action, Broker, ConnId, Millis};
+use quartet_broker::{Action, Broker, ConnId, Millis, Token};
 use quartet_proto::{Packet, QoS};
+use quartet_store::StoreError;
 use tokio::sync::{mpsc, watch};
 
 use crate::conn::{Event, IoStats, ToConn};
+use crate::writer::Writer;
 
 pub(crate) fn now_millis() -> Millis {
     SystemTime::now()
@@ -30,10 +32,16 @@ pub(crate) struct Router {
     last_rx: u64,
     last_tx: u64,
     dropped_slow: u64,
+    /// The storage writer; `None` in `memory` durability.
+    writer: Option<Writer>,
+    /// Batches handed to the writer and not yet reported durable.
+    unpersisted: usize,
+    /// The store failed: acknowledgements can no longer be promised.
+    store_failed: bool,
 }
 
 impl Router {
-    pub fn new(broker: Broker, stats: Arc<IoStats>) -> Router {
+    pub fn new(broker: Broker, stats: Arc<IoStats>, writer: Option<Writer>) -> Router {
         Router {
             broker,
             conns: HashMap::new(),
@@ -41,6 +49,37 @@ impl Router {
             last_rx: 0,
             last_tx: 0,
             dropped_slow: 0,
+            writer,
+            unpersisted: 0,
+            store_failed: false,
+        }
+    }
+
+    /// Waits for the writer's next report; never resolves without a writer.
+    async fn persisted(writer: &mut Option<Writer>) -> Option<Result<Token, StoreError>> {
+        match writer {
+            Some(w) => w.done.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn on_persisted(&mut self, r: Option<Result<Token, StoreError>>) {
+        match r {
+            Some(Ok(token)) => {
+                self.broker.handle_persisted(token);
+                self.unpersisted = 0;
+            }
+            Some(Err(e)) => {
+                tracing::error!(
+                    error = %e,
+                    "the store failed: no acknowledgement can be promised any more; shutting down"
+                );
+                self.store_failed = true;
+            }
+            None => {
+                tracing::error!("the store writer stopped; shutting down");
+                self.store_failed = true;
+            }
         }
     }
 
@@ -72,13 +111,24 @@ impl Router {
                     self.sync_stats();
                     self.broker.handle_timeout(now_millis());
                 }
+                r = Self::persisted(&mut self.writer) => self.on_persisted(r),
                 _ = shutdown.changed() => break,
             }
             self.dispatch();
+            if self.store_failed {
+                break;
+            }
         }
         // Graceful shutdown: DISCONNECT 0x8B to every v5 client, flush, close.
         self.broker.handle_shutdown(now_millis());
         self.dispatch();
+        // What was handed to the store is made durable (and its acknowledgements released)
+        // before the connections close.
+        while self.unpersisted > 0 && !self.store_failed {
+            let r = Self::persisted(&mut self.writer).await;
+            self.on_persisted(r);
+            self.dispatch();
+        }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
         while self.stats.live.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline
         {
@@ -153,10 +203,17 @@ impl Router {
                         }
                     }
                 }
-                Action::Persist { token, batch: _ } => {
+                Action::Persist { token, batch } => match &self.writer {
+                    Some(w) => {
+                        if w.tx.send((token, batch)).is_err() {
+                            self.store_failed = true;
+                        } else {
+                            self.unpersisted += 1;
+                        }
+                    }
                     // `memory` durability: nothing to wait for.
-                    self.broker.handle_persisted(token);
-                }
+                    None => self.broker.handle_persisted(token),
+                },
             }
         }
     }
