@@ -106,3 +106,33 @@ impl ServerConfig {
         Ok(config)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_parses_and_states_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/quartet.example.toml");
+        let c = ServerConfig::from_file(&path).unwrap();
+        let d = ServerConfig::default();
+        assert_eq!(c.limits, d.limits, "the example documents the real defaults");
+        assert_eq!(c.listen, d.listen);
+        assert_eq!(c.max_connections, d.max_connections);
+        assert_eq!(c.conn_queue_max_packets, d.conn_queue_max_packets);
+        assert_eq!(c.durability, Durability::Fsync);
+        assert_eq!(ServerConfig::for_serve(None).unwrap().durability, Durability::Fsync);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let e = ServerConfig::from_toml("listen = [\"127.0.0.1:1883\"]\nbogus = 1").unwrap_err();
+        assert!(e.to_string().contains("unknown field `bogus`"), "{e}");
+        let e = ServerConfig::from_toml("[limits]\nqueue_max_messages = \"x\"").unwrap_err();
+        assert!(e.to_string().contains("queue_max_messages"), "{e}");
+        let e = ServerConfig::from_toml("durability = \"disk\"").unwrap_err();
+        assert!(e.to_string().contains("unknown variant `disk`"), "{e}");
+        let e = ServerConfig::from_toml("listen = [\"nowhere\"]").unwrap_err();
+        assert!(e.to_string().contains("listen"), "{e}");
+    }
+}
