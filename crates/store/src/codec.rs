@@ -177,6 +177,9 @@ pub fn encode_batch(b: &mut BytesMut, batch: &Batch) {
 
 struct Reader<'a> {
     buf: &'a [u8],
+    /// The last topic decoded: consecutive records mostly share their topic, and reusing it
+    /// saves an allocation and a validation each (replay of a long queue).
+    last_topic: Option<TopicName>,
 }
 
 impl<'a> Reader<'a> {
@@ -223,7 +226,17 @@ impl<'a> Reader<'a> {
         Ok(ClientId::new(self.string()?))
     }
     fn topic(&mut self) -> R<TopicName> {
-        TopicName::new(self.string()?).map_err(|_| RecordError("bad topic name"))
+        let n = self.u32()? as usize;
+        let raw = self.take(n)?;
+        if let Some(t) = &self.last_topic {
+            if t.as_str().as_bytes() == raw {
+                return Ok(t.clone());
+            }
+        }
+        let s = std::str::from_utf8(raw).map_err(|_| RecordError("bad UTF-8"))?;
+        let t = TopicName::new(s).map_err(|_| RecordError("bad topic name"))?;
+        self.last_topic = Some(t.clone());
+        Ok(t)
     }
     fn filter(&mut self) -> R<TopicFilter> {
         TopicFilter::new(self.string()?).map_err(|_| RecordError("bad topic filter"))
@@ -421,7 +434,10 @@ impl<'a> Reader<'a> {
 
 /// Decodes a batch encoded by [`encode_batch`]; the whole slice must be consumed.
 pub fn decode_batch(buf: &[u8]) -> Result<Batch, RecordError> {
-    let mut r = Reader { buf };
+    let mut r = Reader {
+        buf,
+        last_topic: None,
+    };
     let n = r.u32()? as usize;
     let mut ops = Vec::with_capacity(n.min(1 << 16));
     for _ in 0..n {

@@ -35,7 +35,7 @@ use std::thread::JoinHandle;
 use bytes::BytesMut;
 
 use crate::codec::{decode_batch, encode_batch};
-use crate::model::{Batch, Op};
+use crate::model::{Batch, Message, Op};
 use crate::state::State;
 use crate::{Store, StoreError};
 
@@ -233,13 +233,13 @@ struct Replay {
 
 fn apply_batch(
     state: &mut State,
-    batch: &Batch,
+    batch: Batch,
     damage: Damage,
     replay_skipped: &mut u64,
     where_: &dyn Fn() -> String,
 ) -> Result<(), StoreError> {
-    for op in &batch.ops {
-        if let Err(e) = state.apply(op) {
+    for op in batch.ops {
+        if let Err(e) = state.apply_owned(op) {
             match damage {
                 Damage::Refuse => return Err(StoreError::Corrupt(format!("{}: {e}", where_()))),
                 Damage::Salvage => *replay_skipped += 1,
@@ -265,7 +265,7 @@ fn replay_dir(dir: &Path, damage: Damage, upto_seg: Option<u64>) -> Result<Repla
             match read_record(&data, pos) {
                 Next::Record(b, next) => {
                     let p = pos;
-                    apply_batch(&mut r.state, &b, damage, &mut r.skipped_ops, &|| {
+                    apply_batch(&mut r.state, b, damage, &mut r.skipped_ops, &|| {
                         format!("{} offset {p}", path.display())
                     })?;
                     r.report.records += 1;
@@ -323,7 +323,7 @@ fn replay_dir(dir: &Path, damage: Damage, upto_seg: Option<u64>) -> Result<Repla
             match read_record(&data, pos) {
                 Next::Record(b, next) => {
                     let p = pos;
-                    apply_batch(&mut r.state, &b, damage, &mut r.skipped_ops, &|| {
+                    apply_batch(&mut r.state, b, damage, &mut r.skipped_ops, &|| {
                         format!("{} offset {p}", path.display())
                     })?;
                     r.report.records += 1;
@@ -411,7 +411,7 @@ pub fn state_ops(state: &State) -> Vec<Op> {
     for (id, m) in &state.messages {
         ops.push(Op::PutMessage {
             id: *id,
-            message: m.message.clone(),
+            message: Message::clone(&m.message),
         });
     }
     for s in state.sessions.values() {
@@ -596,6 +596,14 @@ impl LogStore {
         compact(&self.dir, self.seg_no)?;
         self.since_snapshot = 0;
         Ok(())
+    }
+}
+
+impl Drop for LogStore {
+    fn drop(&mut self) {
+        // A compaction deletes the files it replaces: let it finish before anyone (a restart
+        // in the same process, a test) opens the directory again.
+        let _ = self.finish_compaction();
     }
 }
 

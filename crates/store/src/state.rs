@@ -1,6 +1,7 @@
 //! The live durable state, and the one definition of what each [`Op`] does to it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use bytestring::ByteString;
 use quartet_proto::{ClientId, PacketId};
@@ -24,8 +25,8 @@ pub struct SessionState {
 /// A stored message body and how many outbound records reference it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
-    /// The message.
-    pub message: Message,
+    /// The message, shared with the broker that loads it.
+    pub message: Arc<Message>,
     /// Outbound records that reference it.
     pub refs: usize,
 }
@@ -56,14 +57,20 @@ impl State {
     /// Applies one op. An op that refers to a session or message that does not exist means
     /// the log is inconsistent, and is an error.
     pub fn apply(&mut self, op: &Op) -> Result<(), StoreError> {
+        self.apply_owned(op.clone())
+    }
+
+    /// [`State::apply`] for an op the caller no longer needs (replay), without copying it.
+    pub fn apply_owned(&mut self, op: Op) -> Result<(), StoreError> {
         match op {
             Op::PutSession(rec) => match self.sessions.get_mut(&rec.client_id) {
-                Some(s) => s.record = rec.clone(),
+                Some(s) => s.record = rec,
                 None => {
+                    let client = rec.client_id.clone();
                     self.sessions.insert(
-                        rec.client_id.clone(),
+                        client,
                         SessionState {
-                            record: rec.clone(),
+                            record: rec,
                             subscriptions: BTreeMap::new(),
                             inbound: BTreeSet::new(),
                             outbound: BTreeMap::new(),
@@ -72,46 +79,37 @@ impl State {
                 }
             },
             Op::DeleteSession(client) => {
-                if let Some(s) = self.sessions.remove(client) {
+                if let Some(s) = self.sessions.remove(&client) {
                     for rec in s.outbound.values() {
                         self.unref(rec.msg);
                     }
                 }
             }
             Op::PutSubscription { client, sub } => {
-                let s = self
-                    .sessions
-                    .get_mut(client)
-                    .ok_or_else(|| missing("subscription", client))?;
+                let s = self.session(&client, "subscription")?;
                 s.subscriptions
-                    .insert(sub.filter.as_bytestring().clone(), sub.clone());
+                    .insert(sub.filter.as_bytestring().clone(), sub);
             }
             Op::DeleteSubscription { client, filter } => {
-                let s = self
-                    .sessions
-                    .get_mut(client)
-                    .ok_or_else(|| missing("unsubscribe", client))?;
-                s.subscriptions.remove(filter.as_str());
+                self.session(&client, "unsubscribe")?
+                    .subscriptions
+                    .remove(filter.as_str());
             }
             Op::PutInbound { client, packet_id } => {
-                let s = self
-                    .sessions
-                    .get_mut(client)
-                    .ok_or_else(|| missing("inbound id", client))?;
-                s.inbound.insert(*packet_id);
+                self.session(&client, "inbound id")?
+                    .inbound
+                    .insert(packet_id);
             }
             Op::DeleteInbound { client, packet_id } => {
-                let s = self
-                    .sessions
-                    .get_mut(client)
-                    .ok_or_else(|| missing("inbound id", client))?;
-                s.inbound.remove(packet_id);
+                self.session(&client, "inbound id")?
+                    .inbound
+                    .remove(&packet_id);
             }
             Op::PutMessage { id, message } => {
                 self.messages.insert(
-                    *id,
+                    id,
                     StoredMessage {
-                        message: message.clone(),
+                        message: Arc::new(message),
                         refs: 0,
                     },
                 );
@@ -128,30 +126,28 @@ impl State {
                         }
                     }
                 }
-                let s = self
-                    .sessions
-                    .get_mut(client)
-                    .ok_or_else(|| missing("outbound", client))?;
-                let old = s.outbound.insert(record.seq, record.clone());
+                let s = self.session(&client, "outbound")?;
+                let old = s.outbound.insert(record.seq, record);
                 self.unref(old.and_then(|o| o.msg));
             }
             Op::DeleteOutbound { client, seq } => {
-                let s = self
-                    .sessions
-                    .get_mut(client)
-                    .ok_or_else(|| missing("outbound", client))?;
-                let old = s.outbound.remove(seq);
+                let old = self.session(&client, "outbound")?.outbound.remove(&seq);
                 self.unref(old.and_then(|o| o.msg));
             }
             Op::PutRetained(m) => {
-                self.retained
-                    .insert(m.topic.as_bytestring().clone(), m.clone());
+                self.retained.insert(m.topic.as_bytestring().clone(), m);
             }
             Op::DeleteRetained(topic) => {
                 self.retained.remove(topic.as_str());
             }
         }
         Ok(())
+    }
+
+    fn session(&mut self, client: &ClientId, what: &str) -> Result<&mut SessionState, StoreError> {
+        self.sessions
+            .get_mut(client)
+            .ok_or_else(|| missing(what, client))
     }
 
     fn unref(&mut self, id: Option<MsgId>) {
