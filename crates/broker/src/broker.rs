@@ -333,11 +333,7 @@ impl Broker {
         for (topic, m) in recovered.retained {
             b.retained.insert(topic, Arc::new(m));
         }
-        let bodies: HashMap<MsgId, Arc<Message>> = recovered
-            .messages
-            .into_iter()
-            .map(|(id, m)| (id, Arc::new(m.message)))
-            .collect();
+        let bodies = recovered.messages;
         for (client, st) in recovered.sessions {
             let mut s = Session::new(client.clone(), st.record.protocol);
             s.expiry_secs = st.record.expiry_interval_secs;
@@ -361,36 +357,43 @@ impl Broker {
                 s.subs.insert(filter, sub);
             }
             let mut first_queued = None;
-            for (seq, r) in st.outbound {
-                let msg = r.msg.and_then(|id| bodies.get(&id).cloned());
-                if r.phase != OutboundPhase::Released && msg.is_none() {
-                    // A record without its body cannot be delivered; State::apply refuses
-                    // such logs, so this only guards against a hand-edited state.
-                    continue;
-                }
-                if let Some(pid) = r.packet_id {
-                    s.by_pid.insert(pid, seq);
-                    s.inflight += 1;
-                } else {
-                    s.queued += 1;
-                    s.queued_bytes += msg.as_ref().map_or(0, |m| m.payload.len());
-                    first_queued.get_or_insert(seq);
-                }
-                s.next_seq = s.next_seq.max(seq + 1);
-                s.outbound.insert(
-                    seq,
-                    Outbound {
+            // Records arrive sorted by seq, so the map is built in bulk rather than by
+            // one insert each (a restart with a million queued messages).
+            let outbound: BTreeMap<u64, Outbound> = st
+                .outbound
+                .into_iter()
+                .filter_map(|(seq, r)| {
+                    let msg = r.msg.and_then(|id| bodies.get(&id)).map(|m| m.message.clone());
+                    if r.phase != OutboundPhase::Released && msg.is_none() {
+                        // A record without its body cannot be delivered; State::apply refuses
+                        // such logs, so this only guards against a hand-edited state.
+                        return None;
+                    }
+                    if let Some(pid) = r.packet_id {
+                        s.by_pid.insert(pid, seq);
+                        s.inflight += 1;
+                    } else {
+                        s.queued += 1;
+                        s.queued_bytes += msg.as_ref().map_or(0, |m| m.payload.len());
+                        first_queued.get_or_insert(seq);
+                    }
+                    s.next_seq = s.next_seq.max(seq + 1);
+                    Some((
                         seq,
-                        msg,
-                        msg_id: r.msg,
-                        qos: r.qos,
-                        packet_id: r.packet_id,
-                        phase: r.phase,
-                        retain: r.retain,
-                        sub_ids: r.subscription_ids,
-                    },
-                );
-            }
+                        Outbound {
+                            seq,
+                            msg,
+                            msg_id: r.msg,
+                            qos: r.qos,
+                            packet_id: r.packet_id,
+                            phase: r.phase,
+                            retain: r.retain,
+                            sub_ids: r.subscription_ids,
+                        },
+                    ))
+                })
+                .collect();
+            s.outbound = outbound;
             s.first_queued = first_queued.unwrap_or(s.next_seq);
             let disconnected_at = s.disconnected_at.unwrap_or(now);
             if s.expiry_secs != u32::MAX {
@@ -589,7 +592,7 @@ impl Broker {
                     let due = self
                         .sessions
                         .get(&client)
-                        .is_some_and(|s| s.conn.is_none() && (gen == 0 || s.gen == gen));
+                        .is_some_and(|s| s.conn.is_none() && s.gen == gen);
                     if due {
                         self.metrics.sessions_expired += 1;
                         self.end_session(&client, now);
@@ -597,7 +600,7 @@ impl Broker {
                 }
                 Timer::Will(client, gen) => {
                     let will = match self.sessions.get_mut(&client) {
-                        Some(s) if s.conn.is_none() && (gen == 0 || s.gen == gen) => {
+                        Some(s) if s.conn.is_none() && s.gen == gen => {
                             s.will.take().map(|w| (w, s.persisted))
                         }
                         _ => None,
@@ -1631,7 +1634,9 @@ impl Broker {
                 s.will = None;
             }
         }
-        self.drop_conn(conn, now, false);
+        // With 0x04 the will goes out as after an abnormal close (after its delay).
+        let publish_will = d.reason == ReasonCode::DisconnectWithWillMessage;
+        self.drop_conn(conn, now, publish_will);
     }
 
     /// A protocol violation by the client: counted, then [`Broker::kick`].
