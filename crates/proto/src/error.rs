@@ -131,6 +131,10 @@ pub enum DecodeError {
     /// Reserved bits of the subscription options set [MQTT-3.8.3-5].
     #[error("reserved subscription option bits set: 0x{0:02X} [MQTT-3.8.3-5]")]
     ReservedSubscriptionOptions(u8),
+    /// QoS 3 as the Maximum QoS of a subscription [MQTT-3.8.3-4 (3.1.1)]; a Protocol Error in
+    /// v5 (§3.8.3.1).
+    #[error("subscription QoS 3 is not valid")]
+    InvalidSubscriptionQoS,
     /// Retain Handling 3 [MQTT-3.8.3-5].
     #[error("retain handling 3 is not valid [MQTT-3.8.3-5]")]
     InvalidRetainHandling,
@@ -213,6 +217,10 @@ impl DecodeError {
             InvalidTopicName(_) | EmptyTopicWithoutAlias => ReasonCode::TopicNameInvalid,
             InvalidTopicFilter(_) => ReasonCode::TopicFilterInvalid,
             TopicAliasZero => ReasonCode::TopicAliasInvalid,
+            // v5 §3.8.3, §3.8.3.1 and §3.10.3 call these Protocol Errors, not malformed.
+            EmptySubscribe | EmptyUnsubscribe | InvalidRetainHandling | InvalidSubscriptionQoS => {
+                ReasonCode::ProtocolError
+            }
             DuplicateProperty { .. }
             | NoLocalOnShared
             | PacketTypeNotInVersion(_)

@@ -31,8 +31,25 @@ impl TopicName {
     /// Validates a topic name.
     pub fn new(s: impl Into<ByteString>) -> Result<TopicName, TopicError> {
         let s = s.into();
-        check_common(&s)?;
-        if s.contains(['+', '#']) {
+        if s.is_empty() {
+            return Err(TopicError::Empty);
+        }
+        if s.len() > MAX_TOPIC_BYTES {
+            return Err(TopicError::TooLong);
+        }
+        // One branch-free pass over the bytes, which the compiler vectorises (every topic of
+        // every PUBLISH comes through here). The three characters are ASCII, and no byte of a
+        // multi-byte UTF-8 sequence is ASCII. U+0000 takes precedence over a wildcard, as in
+        // `check_common`.
+        let (mut nul, mut wildcard) = (false, false);
+        for &b in s.as_bytes() {
+            nul |= b == 0;
+            wildcard |= (b == b'+') | (b == b'#');
+        }
+        if nul {
+            return Err(TopicError::NullCharacter);
+        }
+        if wildcard {
             return Err(TopicError::WildcardInName);
         }
         Ok(TopicName(s))

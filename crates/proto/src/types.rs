@@ -371,6 +371,34 @@ pub struct ConnectProperties {
     pub authentication_data: Option<Bytes>,
 }
 
+impl ConnectProperties {
+    /// True when no property is set.
+    pub fn is_empty(&self) -> bool {
+        // Field by field rather than against a fresh `default()` (see
+        // [`PublishProperties::is_empty`]).
+        let ConnectProperties {
+            session_expiry_interval,
+            receive_maximum,
+            maximum_packet_size,
+            topic_alias_maximum,
+            request_response_information,
+            request_problem_information,
+            user_properties,
+            authentication_method,
+            authentication_data,
+        } = self;
+        session_expiry_interval.is_none()
+            && receive_maximum.is_none()
+            && maximum_packet_size.is_none()
+            && topic_alias_maximum.is_none()
+            && request_response_information.is_none()
+            && request_problem_information.is_none()
+            && user_properties.is_empty()
+            && authentication_method.is_none()
+            && authentication_data.is_none()
+    }
+}
+
 /// The will message of CONNECT.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Will {
@@ -403,6 +431,28 @@ pub struct WillProperties {
     pub correlation_data: Option<Bytes>,
     /// User Property (0x26), in order.
     pub user_properties: Vec<UserProperty>,
+}
+
+impl WillProperties {
+    /// True when no property is set.
+    pub fn is_empty(&self) -> bool {
+        let WillProperties {
+            will_delay_interval,
+            payload_format_indicator,
+            message_expiry_interval,
+            content_type,
+            response_topic,
+            correlation_data,
+            user_properties,
+        } = self;
+        will_delay_interval.is_none()
+            && payload_format_indicator.is_none()
+            && message_expiry_interval.is_none()
+            && content_type.is_none()
+            && response_topic.is_none()
+            && correlation_data.is_none()
+            && user_properties.is_empty()
+    }
 }
 
 /// CONNACK.
@@ -500,7 +550,26 @@ pub struct PublishProperties {
 impl PublishProperties {
     /// True when no property is set.
     pub fn is_empty(&self) -> bool {
-        *self == PublishProperties::default()
+        // Field by field: comparing with a fresh `default()` would build and drop one for
+        // every PUBLISH encoded.
+        let PublishProperties {
+            payload_format_indicator,
+            message_expiry_interval,
+            topic_alias,
+            response_topic,
+            correlation_data,
+            user_properties,
+            subscription_identifiers,
+            content_type,
+        } = self;
+        payload_format_indicator.is_none()
+            && message_expiry_interval.is_none()
+            && topic_alias.is_none()
+            && response_topic.is_none()
+            && correlation_data.is_none()
+            && user_properties.is_empty()
+            && subscription_identifiers.is_empty()
+            && content_type.is_none()
     }
 }
 

@@ -23,7 +23,14 @@ pub(crate) fn decode(
         PacketType::Connect => unreachable_connect()?,
         PacketType::ConnAck => {
             let ack_flags = r.u8("acknowledge flags")?;
-            if ack_flags & 0xFE != 0 {
+            // MQTT 3.1 has no Session Present: its whole first byte is reserved, and a
+            // session-present CONNACK could not be encoded for 3.1 either.
+            let reserved = if version == ProtocolVersion::V31 {
+                0xFF
+            } else {
+                0xFE
+            };
+            if ack_flags & reserved != 0 {
                 return Err(DecodeError::ConnAckReservedFlags(ack_flags));
             }
             let code = r.u8("return code")?;
@@ -72,7 +79,7 @@ pub(crate) fn decode(
                 if o & 0xFC != 0 {
                     return Err(DecodeError::ReservedSubscriptionOptions(o));
                 }
-                let qos = qos_from_bits(o & 3)?;
+                let qos = QoS::from_u8(o & 3).ok_or(DecodeError::InvalidSubscriptionQoS)?;
                 filters.push((
                     f,
                     SubscriptionOptions {
@@ -308,11 +315,11 @@ pub(crate) fn encode_connect<S: Sink>(
     v: ProtocolVersion,
     s: &mut S,
 ) -> Result<(), EncodeError> {
-    if c.properties != ConnectProperties::default() {
+    if !c.properties.is_empty() {
         return Err(not_in("CONNECT properties", v));
     }
     if let Some(w) = &c.will {
-        if w.properties != WillProperties::default() {
+        if !w.properties.is_empty() {
             return Err(not_in("will properties", v));
         }
     }

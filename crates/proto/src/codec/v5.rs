@@ -10,10 +10,7 @@ use bytestring::ByteString;
 use super::v3::{
     connect_flags, connect_flags_byte, publish_flags, put_publish_head, topic_filter, topic_name,
 };
-use super::{
-    check_flags, put_binary, put_str, put_varint, qos_from_bits, required_flags, Counter, Reader,
-    Sink,
-};
+use super::{check_flags, put_binary, put_str, put_varint, required_flags, Counter, Reader, Sink};
 use crate::error::{DecodeError, EncodeError};
 use crate::reason::ReasonCode;
 use crate::topic::TopicName;
@@ -291,6 +288,26 @@ fn read_props(r: &mut Reader, allowed: u64) -> Result<Props, DecodeError> {
     Ok(p)
 }
 
+/// The property block of a PUBLISH. Most PUBLISH packets carry none (a single 0x00 length
+/// byte); that case skips building and moving the large [`Props`].
+fn publish_props_decode(r: &mut Reader) -> Result<PublishProperties, DecodeError> {
+    if r.peek_u8() == Some(0) {
+        r.u8("property length")?;
+        return Ok(PublishProperties::default());
+    }
+    let p = read_props(r, ALLOWED_PUBLISH)?;
+    Ok(PublishProperties {
+        payload_format_indicator: p.payload_format_indicator,
+        message_expiry_interval: p.message_expiry_interval,
+        topic_alias: p.topic_alias,
+        response_topic: p.response_topic,
+        correlation_data: p.correlation_data,
+        user_properties: p.user_properties,
+        subscription_identifiers: p.subscription_identifiers,
+        content_type: p.content_type,
+    })
+}
+
 impl Props {
     fn ack(self) -> AckProperties {
         AckProperties {
@@ -353,9 +370,9 @@ pub(crate) fn decode(t: PacketType, flags: u8, mut r: Reader) -> Result<Packet, 
             } else {
                 Some(r.packet_id()?)
             };
-            let p = read_props(&mut r, ALLOWED_PUBLISH)?;
+            let properties = publish_props_decode(&mut r)?;
             let topic = if raw_topic.is_empty() {
-                if p.topic_alias.is_none() {
+                if properties.topic_alias.is_none() {
                     return Err(DecodeError::EmptyTopicWithoutAlias);
                 }
                 TopicName::empty()
@@ -368,16 +385,7 @@ pub(crate) fn decode(t: PacketType, flags: u8, mut r: Reader) -> Result<Packet, 
                 retain,
                 topic,
                 packet_id,
-                properties: PublishProperties {
-                    payload_format_indicator: p.payload_format_indicator,
-                    message_expiry_interval: p.message_expiry_interval,
-                    topic_alias: p.topic_alias,
-                    response_topic: p.response_topic,
-                    correlation_data: p.correlation_data,
-                    user_properties: p.user_properties,
-                    subscription_identifiers: p.subscription_identifiers,
-                    content_type: p.content_type,
-                },
+                properties,
                 payload: r.rest(),
             })
         }
@@ -424,7 +432,7 @@ pub(crate) fn decode(t: PacketType, flags: u8, mut r: Reader) -> Result<Packet, 
                     _ => return Err(DecodeError::InvalidRetainHandling),
                 };
                 let opts = SubscriptionOptions {
-                    qos: qos_from_bits(o & 3)?,
+                    qos: QoS::from_u8(o & 3).ok_or(DecodeError::InvalidSubscriptionQoS)?,
                     no_local: o & 0b100 != 0,
                     retain_as_published: o & 0b1000 != 0,
                     retain_handling,
@@ -795,6 +803,16 @@ fn publish_props<S: Sink>(
     w.str(CONTENT_TYPE, p.content_type.as_deref(), "content type")
 }
 
+/// The length of a PUBLISH property block without its length prefix.
+pub(crate) fn publish_props_len(p: &PublishProperties) -> Result<usize, EncodeError> {
+    if p.is_empty() {
+        return Ok(0);
+    }
+    let mut c = Counter(0);
+    publish_props(&mut PropWriter(&mut c), p)?;
+    Ok(c.0)
+}
+
 fn subscribe_props<S: Sink>(
     w: &mut PropWriter<'_, S>,
     p: &SubscribeProperties,
@@ -886,7 +904,12 @@ pub(crate) fn encode<S: Sink>(p: &Packet, s: &mut S) -> Result<(), EncodeError> 
                 ));
             }
             put_publish_head(p, s)?;
-            write_block!(s, &p.properties, publish_props)?;
+            if p.properties.is_empty() {
+                // The common case: an empty block is its zero length, no counting pass.
+                s.put_u8(0);
+            } else {
+                write_block!(s, &p.properties, publish_props)?;
+            }
             s.put_slice(&p.payload);
         }
         Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => {

@@ -11,7 +11,6 @@ tests! {
     unsubscribe_flow: ALL;
     invalid_filter: ALL;
     empty_subscribe_v3: V3;
-    #[ignore = "bug: v5 SUBSCRIBE/UNSUBSCRIBE with no filter gets DISCONNECT 0x81; 3.8.3/3.10.3 say Protocol Error, 0x82 (quartet_proto DecodeError::reason_code)"]
     empty_subscribe_v5: V5;
     subscription_quota: ALL;
     subscription_identifier: V5;

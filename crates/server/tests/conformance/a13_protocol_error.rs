@@ -11,7 +11,6 @@ tests! {
     connect_with_auth_method: V5;
     subscription_identifier_from_client: V5;
     duplicate_property: V5;
-    #[ignore = "bug: v5 subscription option QoS 3 / Retain Handling 3 get DISCONNECT 0x81; 3.8.3.1 says Protocol Error, 0x82 (quartet_proto DecodeError::reason_code)"]
     subscription_option_values: V5;
     connect_receive_maximum_zero: V5;
 }
