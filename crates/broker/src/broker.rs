@@ -334,7 +334,11 @@ impl Broker {
             b.retained.insert(topic, Arc::new(m));
         }
         let bodies = recovered.messages;
-        for (client, st) in recovered.sessions {
+        // In client id order, not the map's (random) order: shared-group member order and the
+        // order of ops and wills depend on it, and the core must be deterministic.
+        let mut sessions: Vec<_> = recovered.sessions.into_iter().collect();
+        sessions.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (client, st) in sessions {
             let mut s = Session::new(client.clone(), st.record.protocol);
             s.expiry_secs = st.record.expiry_interval_secs;
             s.persisted = true;
@@ -363,7 +367,10 @@ impl Broker {
                 .outbound
                 .into_iter()
                 .filter_map(|(seq, r)| {
-                    let msg = r.msg.and_then(|id| bodies.get(&id)).map(|m| m.message.clone());
+                    let msg = r
+                        .msg
+                        .and_then(|id| bodies.get(&id))
+                        .map(|m| m.message.clone());
                     if r.phase != OutboundPhase::Released && msg.is_none() {
                         // A record without its body cannot be delivered; State::apply refuses
                         // such logs, so this only guards against a hand-edited state.
@@ -543,7 +550,9 @@ impl Broker {
     /// Sessions stay (persistent ones in the store, marked disconnected, wills pending), so a
     /// restart resumes them.
     pub fn handle_shutdown(&mut self, now: Millis) {
-        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        // Deterministic order (the wills of these connections are routed in it).
+        conns.sort_unstable();
         for conn in conns {
             self.kick(conn, ReasonCode::ServerShuttingDown, now);
         }
@@ -909,21 +918,30 @@ impl Broker {
             match (o.phase, o.packet_id) {
                 (OutboundPhase::AwaitingAck, Some(pid)) => {
                     if let Some(m) = &o.msg {
-                        resend.push((Some((m.clone(), o.qos, o.retain, o.sub_ids.clone())), pid));
+                        let again = (m.clone(), o.qos, o.retain, o.sub_ids.clone());
+                        resend.push((o.seq, Some(again), pid));
                     }
                 }
-                (OutboundPhase::Released, Some(pid)) => resend.push((None, pid)),
+                (OutboundPhase::Released, Some(pid)) => resend.push((o.seq, None, pid)),
                 _ => {}
             }
         }
-        for (msg, pid) in resend {
+        for (seq, msg, pid) in resend {
             match msg {
                 Some((m, qos, retain, sub_ids)) => {
-                    if let Some(p) =
-                        self.build_publish(conn, &m, qos, retain, Some(pid), true, sub_ids, now)
-                    {
-                        self.metrics.messages_sent += 1;
-                        self.send(conn, p, true);
+                    match self.build_publish(conn, &m, qos, retain, Some(pid), true, sub_ids, now) {
+                        Some(p) => {
+                            self.metrics.messages_sent += 1;
+                            self.send(conn, p, true);
+                        }
+                        // Too large for this connection: discarded as if delivered
+                        // [MQTT-3.1.2-25]. QoS 2 goes on to PUBREL, so a client that did get
+                        // it on an earlier connection ends its exchange and frees the id.
+                        None if qos == QoS::ExactlyOnce => {
+                            self.release(client, seq);
+                            self.send(conn, Packet::PubRel(PubAck::new(pid)), true);
+                        }
+                        None => self.forget_outbound(client, seq),
                     }
                 }
                 None => self.send(conn, Packet::PubRel(PubAck::new(pid)), true),
@@ -1150,13 +1168,38 @@ impl Broker {
             self.metrics.dropped_queue_full += 1;
             return;
         }
-        let seq = s.next_seq;
-        s.next_seq += 1;
         let window = s
             .conn
             .and_then(|c| self.conns.get(&c))
             .map_or(0, |c| c.send_window);
         let send_now = s.conn.is_some() && s.queued == 0 && s.inflight < window;
+        // A message that goes out at once is built first: one the client cannot take (larger
+        // than its Maximum Packet Size, expired) is discarded as if delivered [MQTT-3.1.2-25]
+        // before any record of it exists. (A record put and deleted in this batch would drop
+        // the shared body from the store while later records of the batch still name it.)
+        let mut now_out = None;
+        if let (true, Some(conn)) = (send_now, s.conn) {
+            let pid = s.alloc_pid();
+            let p = self.build_publish(
+                conn,
+                msg,
+                qos,
+                retain,
+                Some(pid),
+                false,
+                sub_ids.clone(),
+                now,
+            );
+            match p {
+                Some(p) => now_out = Some((conn, pid, p)),
+                None => return,
+            }
+        }
+        let Some(s) = self.sessions.get_mut(client) else {
+            return;
+        };
+        let seq = s.next_seq;
+        s.next_seq += 1;
         let mut o = Outbound {
             seq,
             msg: Some(msg.clone()),
@@ -1167,11 +1210,10 @@ impl Broker {
             retain,
             sub_ids,
         };
-        if send_now {
-            let pid = s.alloc_pid();
-            o.packet_id = Some(pid);
+        if let Some((_, pid, _)) = &now_out {
+            o.packet_id = Some(*pid);
             o.phase = OutboundPhase::AwaitingAck;
-            s.by_pid.insert(pid, seq);
+            s.by_pid.insert(*pid, seq);
             s.inflight += 1;
             s.first_queued = seq + 1;
         } else {
@@ -1194,12 +1236,10 @@ impl Broker {
                 record: o.record(),
             });
         }
-        let conn = s.conn;
-        let pid = o.packet_id;
-        let sub_ids = o.sub_ids.clone();
         s.outbound.insert(seq, o);
-        if let (true, Some(conn)) = (send_now, conn) {
-            self.send_outbound(client, conn, seq, msg, qos, retain, pid, sub_ids, now);
+        if let Some((conn, _, p)) = now_out {
+            self.metrics.messages_sent += 1;
+            self.send(conn, p, true);
         }
     }
 
@@ -1283,6 +1323,7 @@ impl Broker {
             properties: PublishProperties::default(),
             payload: msg.payload.clone(),
         };
+        let mut new_alias = false;
         if c.version.is_v5() {
             p.properties = msg.properties.clone();
             p.properties.message_expiry_interval = remaining;
@@ -1295,12 +1336,17 @@ impl Broker {
                     let a = c.out_aliases.len() as u16 + 1;
                     c.out_aliases.insert(msg.topic.as_bytestring().clone(), a);
                     p.properties.topic_alias = Some(a);
+                    new_alias = true;
                 }
             }
         }
         let packet = Packet::Publish(p);
         if let Some(max) = c.send_max_packet {
             if encoded_len(&packet, c.version).map_or(true, |n| n > max) {
+                // Not sent, so the client never learns an alias set up by this packet.
+                if new_alias {
+                    c.out_aliases.remove(msg.topic.as_bytestring());
+                }
                 self.metrics.dropped_too_large += 1;
                 return None;
             }
@@ -1414,15 +1460,26 @@ impl Broker {
             self.forget_outbound(client, seq);
             return self.pump(client, now);
         }
+        let is_qos2 = self
+            .sessions
+            .get(client)
+            .and_then(|s| s.outbound.get(&seq))
+            .is_some_and(|o| o.qos == QoS::ExactlyOnce);
+        if !is_qos2 {
+            return;
+        }
+        self.release(client, seq);
+        self.send(conn, Packet::PubRel(PubAck::new(a.packet_id)), true);
+    }
+
+    /// Moves a QoS 2 record from AwaitingAck to Released (durably); the caller sends PUBREL.
+    fn release(&mut self, client: &ClientId, seq: u64) {
         let Some(s) = self.sessions.get_mut(client) else {
             return;
         };
         let Some(o) = s.outbound.get_mut(&seq) else {
             return;
         };
-        if o.qos != QoS::ExactlyOnce {
-            return;
-        }
         if o.phase == OutboundPhase::AwaitingAck {
             o.phase = OutboundPhase::Released;
             // The body is no longer needed: only the packet id is owed a PUBREL.
@@ -1434,7 +1491,6 @@ impl Broker {
                 });
             }
         }
-        self.send(conn, Packet::PubRel(PubAck::new(a.packet_id)), true);
     }
 
     fn on_pubcomp(&mut self, _conn: ConnId, client: &ClientId, pid: PacketId, now: Millis) {
