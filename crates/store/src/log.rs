@@ -260,32 +260,7 @@ fn replay_dir(dir: &Path, damage: Damage, upto_seg: Option<u64>) -> Result<Repla
         let path = snap_path(dir, n);
         let data = fs::read(&path).map_err(io(format!("read {}", path.display())))?;
         check_header(&data, SNAP_MAGIC, &path)?;
-        let mut pos = HEADER_LEN;
-        loop {
-            match read_record(&data, pos) {
-                Next::Record(b, next) => {
-                    let p = pos;
-                    apply_batch(&mut r.state, b, damage, &mut r.skipped_ops, &|| {
-                        format!("{} offset {p}", path.display())
-                    })?;
-                    r.report.records += 1;
-                    pos = next;
-                }
-                Next::End => break,
-                Next::Bad(why) => match damage {
-                    Damage::Refuse => {
-                        return Err(StoreError::Corrupt(format!(
-                            "{} offset {pos}: {why}",
-                            path.display()
-                        )))
-                    }
-                    Damage::Salvage => {
-                        r.skipped_records += 1;
-                        break;
-                    }
-                },
-            }
-        }
+        replay_records(&mut r, &data, &path, damage, false)?;
         r.snapshot_len = data.len() as u64;
         r.report.snapshot = Some(path);
     }
@@ -318,48 +293,59 @@ fn replay_dir(dir: &Path, damage: Damage, upto_seg: Option<u64>) -> Result<Repla
             continue;
         }
         check_header(&data, SEG_MAGIC, &path)?;
-        let mut pos = HEADER_LEN;
-        loop {
-            match read_record(&data, pos) {
-                Next::Record(b, next) => {
-                    let p = pos;
-                    apply_batch(&mut r.state, b, damage, &mut r.skipped_ops, &|| {
-                        format!("{} offset {p}", path.display())
-                    })?;
-                    r.report.records += 1;
-                    pos = next;
-                }
-                Next::End => break,
-                Next::Bad(why) => {
-                    let tail = is_last && !valid_record_follows(&data, pos);
-                    if tail {
-                        r.report.truncated_bytes += (data.len() - pos) as u64;
-                        break;
-                    }
-                    match damage {
-                        Damage::Refuse => {
-                            return Err(StoreError::Corrupt(format!(
-                                "{} offset {pos}: {why}; run `quartet store repair` to keep what is intact",
-                                path.display()
-                            )))
-                        }
-                        Damage::Salvage => {
-                            r.skipped_records += 1;
-                            match resync(&data, pos) {
-                                Some(next) => pos = next,
-                                None => break,
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        let pos = replay_records(&mut r, &data, &path, damage, is_last)?;
         r.seg_bytes += pos as u64;
         r.report.segments += 1;
         r.last_seg = Some((n, pos as u64));
     }
     r.state.drop_unreferenced();
     Ok(r)
+}
+
+/// Applies every record of one file (after its header) to `r`; returns where the valid
+/// records end. A bad record is a torn tail when `may_be_torn` (the last segment) and no good
+/// record follows it: it is cut off and counted. Any other bad record is refused, or skipped
+/// when salvaging.
+fn replay_records(
+    r: &mut Replay,
+    data: &[u8],
+    path: &Path,
+    damage: Damage,
+    may_be_torn: bool,
+) -> Result<usize, StoreError> {
+    let mut pos = HEADER_LEN;
+    loop {
+        match read_record(data, pos) {
+            Next::Record(b, next) => {
+                let p = pos;
+                apply_batch(&mut r.state, b, damage, &mut r.skipped_ops, &|| {
+                    format!("{} offset {p}", path.display())
+                })?;
+                r.report.records += 1;
+                pos = next;
+            }
+            Next::End => return Ok(pos),
+            Next::Bad(why) => {
+                if may_be_torn && !valid_record_follows(data, pos) {
+                    r.report.truncated_bytes += (data.len() - pos) as u64;
+                    return Ok(pos);
+                }
+                match damage {
+                    Damage::Refuse => return Err(StoreError::Corrupt(format!(
+                        "{} offset {pos}: {why}; run `quartet store repair` to keep what is intact",
+                        path.display()
+                    ))),
+                    Damage::Salvage => {
+                        r.skipped_records += 1;
+                        match resync(data, pos) {
+                            Some(next) => pos = next,
+                            None => return Ok(data.len()),
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// After a bad record at `pos`: does a good record start right after where its length says
