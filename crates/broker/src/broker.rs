@@ -795,6 +795,10 @@ impl Broker {
             self.drop_conn(old, now, true);
         }
 
+        // Session expiry and will delay are deadlines, not just timers: one that passed before
+        // its timer ran (a CONNECT handled first, e.g. right after a restart) has happened.
+        self.run_due_session_deadlines(&client_id, now);
+
         let mut session_present = false;
         if c.clean_start {
             if self.sessions.contains_key(&client_id) {
@@ -905,6 +909,33 @@ impl Broker {
             true,
         );
         self.resume(&client_id, conn, now);
+    }
+
+    /// Does for a disconnected session what its expiry and will timers would do if they had
+    /// already run: ends it when its expiry has passed (publishing a pending will), or
+    /// publishes its will when only the will delay has passed.
+    fn run_due_session_deadlines(&mut self, client: &ClientId, now: Millis) {
+        let Some(s) = self.sessions.get_mut(client) else {
+            return;
+        };
+        let Some(at) = s.disconnected_at.filter(|_| s.conn.is_none()) else {
+            return;
+        };
+        if s.expiry_secs != u32::MAX && at + millis_from_secs(s.expiry_secs) <= now {
+            self.metrics.sessions_expired += 1;
+            return self.end_session(client, now);
+        }
+        if s.will
+            .as_ref()
+            .is_some_and(|w| at + millis_from_secs(w.delay_secs) <= now)
+        {
+            if let Some(w) = s.will.take() {
+                if s.persisted {
+                    self.ops.push(Op::PutSession(s.record()));
+                }
+                self.publish_will(client, w, now);
+            }
+        }
     }
 
     /// Resends every unacknowledged PUBLISH (DUP, same id) and owed PUBREL in order, then
@@ -1930,5 +1961,99 @@ impl Broker {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod deadline_tests {
+    //! Deadlines that passed while nobody ran their timer: right after a restart the driver
+    //! may hand the core a CONNECT before its first `handle_timeout` (found by the kill -9
+    //! tests of `crates/cli/tests/crash.rs`).
+    use super::*;
+
+    fn session(id: &str, expiry: u32, disconnected_at: Millis, will: Option<WillRecord>) -> Op {
+        Op::PutSession(SessionRecord {
+            client_id: ClientId::new(id.to_owned()),
+            expiry_interval_secs: expiry,
+            protocol: ProtocolVersion::V5,
+            disconnected_at: Some(disconnected_at),
+            will,
+        })
+    }
+
+    /// Opens a connection, sends CONNECT (Clean Start 0) and returns Session Present.
+    fn resume(b: &mut Broker, conn: u64, id: &str, expiry: u32, now: Millis) -> bool {
+        let conn = ConnId(conn);
+        b.handle_open(conn, now);
+        let mut connect = Connect {
+            protocol: ProtocolVersion::V5,
+            clean_start: false,
+            keep_alive: 0,
+            client_id: ClientId::new(id.to_owned()),
+            will: None,
+            username: None,
+            password: None,
+            properties: ConnectProperties::default(),
+        };
+        connect.properties.session_expiry_interval = Some(expiry);
+        b.handle_packet(conn, Packet::Connect(Box::new(connect)), now);
+        let mut present = None;
+        while let Some(a) = b.poll_action() {
+            match a {
+                Action::Persist { token, .. } => b.handle_persisted(token),
+                Action::Send {
+                    conn: c,
+                    packet: Packet::ConnAck(ack),
+                    ..
+                } if c == conn => present = Some(ack.session_present),
+                _ => {}
+            }
+        }
+        present.expect("CONNACK")
+    }
+
+    #[test]
+    fn expired_session_is_not_resumed_before_its_timer_runs() {
+        let mut state = State::default();
+        state.apply(&session("short", 2, 1_000, None)).unwrap();
+        state.apply(&session("long", 3600, 1_000, None)).unwrap();
+        let mut b = Broker::new(Config::default(), state, 10_000);
+        assert!(!resume(&mut b, 1, "short", 2, 10_000));
+        assert!(resume(&mut b, 2, "long", 3600, 10_000));
+    }
+
+    #[test]
+    fn will_whose_delay_passed_is_published_before_resuming() {
+        let will = WillRecord {
+            delay_secs: 2,
+            message: Message {
+                topic: TopicName::new("will/w").unwrap(),
+                payload: bytes::Bytes::from_static(b"gone"),
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                properties: PublishProperties::default(),
+                expires_at: None,
+            },
+        };
+        let mut state = State::default();
+        state.apply(&session("w", 3600, 1_000, Some(will))).unwrap();
+        state.apply(&session("sub", u32::MAX, 1_000, None)).unwrap();
+        state
+            .apply(&Op::PutSubscription {
+                client: ClientId::new("sub".to_owned()),
+                sub: SubscriptionRecord {
+                    filter: TopicFilter::new("will/#").unwrap(),
+                    options: SubscriptionOptions {
+                        qos: QoS::AtLeastOnce,
+                        ..SubscriptionOptions::default()
+                    },
+                    identifier: None,
+                },
+            })
+            .unwrap();
+        let mut b = Broker::new(Config::default(), state, 10_000);
+        assert!(resume(&mut b, 1, "w", 3600, 10_000));
+        let sub = ClientId::new("sub".to_owned());
+        assert_eq!(b.session_queue(&sub), Some((1, 0)), "the will was queued");
     }
 }
