@@ -25,6 +25,10 @@ enum Command {
     /// Check, repair or look into a data directory (stop the broker first for repair).
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Publish a message (the flags of mosquitto_pub, plus --state-dir).
+    Pub(pubsub::PubArgs),
+    /// Subscribe and print messages (the flags of mosquitto_sub, plus --json, --trace).
+    Sub(pubsub::SubArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -73,6 +77,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Store(cmd) => store::run(cmd),
+        Command::Pub(args) => pubsub::run_pub(args),
+        Command::Sub(args) => pubsub::run_sub(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -83,6 +89,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+mod pubsub;
 mod store;
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -213,6 +213,11 @@ pub struct Status {
     pub session_present: bool,
     /// The client has stopped for good.
     pub closed: bool,
+    /// Messages accepted and not yet acknowledged by the broker (or, QoS 0, not yet sent).
+    pub outgoing: usize,
+    /// Received QoS 1/2 messages whose exchange is not over (not acknowledged by the
+    /// application yet, or QoS 2 waiting for PUBREL).
+    pub inbound: usize,
 }
 
 /// What the event loop answers a publish with once accepted: its sequence number and id.
@@ -457,6 +462,21 @@ impl Client {
             .await
             .map_err(|_| ClientError::Closed)?;
         if st.connected {
+            Ok(())
+        } else {
+            Err(ClientError::Closed)
+        }
+    }
+
+    /// Waits until every accepted message has been acknowledged by the broker (or, QoS 0,
+    /// sent), including messages resumed from the state directory.
+    pub async fn drain(&self) -> Result<(), ClientError> {
+        let mut s = self.status.clone();
+        let st = s
+            .wait_for(|st| st.outgoing == 0 || st.closed)
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        if st.outgoing == 0 {
             Ok(())
         } else {
             Err(ClientError::Closed)

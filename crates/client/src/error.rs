@@ -10,16 +10,18 @@ use thiserror::Error;
 #[non_exhaustive]
 pub enum ClientError {
     /// The TCP connection could not be made.
-    #[error("cannot connect to {addr}: {source}")]
+    // The causes below are part of the message rather than `source()`, so that the one line
+    // a command prints holds everything once.
+    #[error("cannot connect to {addr}: {error}")]
     Connect {
         /// The address tried.
         addr: String,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The connection failed while in use (read, write, or closed by the peer).
     #[error("connection lost: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// The broker answered CONNECT with a refusal.
     #[error("connection refused by the broker: {}", describe(*reason, reason_string.as_deref()))]
     Refused {
@@ -43,12 +45,12 @@ pub enum ClientError {
     #[error("protocol error from the broker: {0}")]
     Protocol(String),
     /// A topic name or filter is invalid.
-    #[error("bad topic {topic:?}: {source}")]
+    #[error("bad topic {topic:?}: {error}")]
     Topic {
         /// The text given.
         topic: String,
         /// Why it is invalid.
-        source: TopicError,
+        error: TopicError,
     },
     /// The options cannot work together, or a value is out of range.
     #[error("invalid options: {0}")]
@@ -77,6 +79,12 @@ pub enum ClientError {
     /// The client has stopped (disconnect, fatal error, or dropped).
     #[error("the client is closed")]
     Closed,
+}
+
+impl From<std::io::Error> for ClientError {
+    fn from(e: std::io::Error) -> Self {
+        ClientError::Io(e)
+    }
 }
 
 fn describe(reason: ReasonCode, s: Option<&str>) -> String {

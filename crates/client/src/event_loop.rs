@@ -495,6 +495,13 @@ impl EventLoop {
         for (tx, r) in self.resolutions.drain(..) {
             let _ = tx.send(r);
         }
+        let (outgoing, inbound) = (self.out.len(), self.inbound.len());
+        self.status_tx.send_if_modified(|s| {
+            let changed = s.outgoing != outgoing || s.inbound != inbound;
+            s.outgoing = outgoing;
+            s.inbound = inbound;
+            changed
+        });
         let mut failed = None;
         if let Some(c) = self.conn.as_mut() {
             if !c.wbuf.is_empty() {
@@ -530,9 +537,9 @@ impl EventLoop {
         let addr = self.opts.addr.clone();
         let stream = TcpStream::connect(&addr)
             .await
-            .map_err(|source| ClientError::Connect {
+            .map_err(|error| ClientError::Connect {
                 addr: addr.clone(),
-                source,
+                error,
             })?;
         let _ = stream.set_nodelay(true);
         let (mut reader, mut writer) = stream.into_split();
@@ -1213,7 +1220,8 @@ impl EventLoop {
                         if let Some(o) = self.out.get_mut(&order) {
                             o.state = OutState::Released;
                         }
-                        self.emit(Packet::PubRel(PubAck::new(pid)), Some("after journaling"));
+                        let note = self.journal.is_some().then_some("after journaling");
+                        self.emit(Packet::PubRel(PubAck::new(pid)), note);
                     }
                     (Some(_), Some(OutState::Released)) => {
                         self.emit(Packet::PubRel(PubAck::new(pid)), Some("again"));
@@ -1246,7 +1254,8 @@ impl EventLoop {
                 if known {
                     self.log(Record::InDone { pid })?;
                     self.inbound.remove(&pid);
-                    self.emit(Packet::PubComp(comp), Some("after journaling"));
+                    let note = self.journal.is_some().then_some("after journaling");
+                    self.emit(Packet::PubComp(comp), note);
                 } else {
                     comp.reason = ReasonCode::PacketIdentifierNotFound;
                     self.emit(Packet::PubComp(comp), Some("unknown packet id"));

@@ -217,17 +217,17 @@ impl ConnectOptions {
 
 /// Parses a topic name, with the text in the error.
 pub(crate) fn topic_name(s: &str) -> Result<TopicName, ClientError> {
-    TopicName::new(s).map_err(|source| ClientError::Topic {
+    TopicName::new(s).map_err(|error| ClientError::Topic {
         topic: s.to_owned(),
-        source,
+        error,
     })
 }
 
 /// Parses a topic filter, with the text in the error.
 pub(crate) fn topic_filter(s: &str) -> Result<TopicFilter, ClientError> {
-    TopicFilter::new(s).map_err(|source| ClientError::Topic {
+    TopicFilter::new(s).map_err(|error| ClientError::Topic {
         topic: s.to_owned(),
-        source,
+        error,
     })
 }
 
