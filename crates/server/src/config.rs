@@ -116,12 +116,18 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/quartet.example.toml");
         let c = ServerConfig::from_file(&path).unwrap();
         let d = ServerConfig::default();
-        assert_eq!(c.limits, d.limits, "the example documents the real defaults");
+        assert_eq!(
+            c.limits, d.limits,
+            "the example documents the real defaults"
+        );
         assert_eq!(c.listen, d.listen);
         assert_eq!(c.max_connections, d.max_connections);
         assert_eq!(c.conn_queue_max_packets, d.conn_queue_max_packets);
         assert_eq!(c.durability, Durability::Fsync);
-        assert_eq!(ServerConfig::for_serve(None).unwrap().durability, Durability::Fsync);
+        assert_eq!(
+            ServerConfig::for_serve(None).unwrap().durability,
+            Durability::Fsync
+        );
     }
 
     #[test]
