@@ -598,29 +598,13 @@ impl Broker {
             match timer {
                 Timer::Conn(id) => self.check_conn_timer(id, now),
                 Timer::SessionExpiry(client, gen) => {
-                    let due = self
-                        .sessions
-                        .get(&client)
-                        .is_some_and(|s| s.conn.is_none() && s.gen == gen);
-                    if due {
-                        self.metrics.sessions_expired += 1;
-                        self.end_session(&client, now);
+                    if self.timer_is_current(&client, gen) {
+                        self.expire_session(&client, now);
                     }
                 }
                 Timer::Will(client, gen) => {
-                    let will = match self.sessions.get_mut(&client) {
-                        Some(s) if s.conn.is_none() && s.gen == gen => {
-                            s.will.take().map(|w| (w, s.persisted))
-                        }
-                        _ => None,
-                    };
-                    if let Some((w, persisted)) = will {
-                        if persisted {
-                            if let Some(s) = self.sessions.get(&client) {
-                                self.ops.push(Op::PutSession(s.record()));
-                            }
-                        }
-                        self.publish_will(&client, w, now);
+                    if self.timer_is_current(&client, gen) {
+                        self.fire_will(&client, now);
                     }
                 }
                 Timer::Sys => {
@@ -915,27 +899,49 @@ impl Broker {
     /// already run: ends it when its expiry has passed (publishing a pending will), or
     /// publishes its will when only the will delay has passed.
     fn run_due_session_deadlines(&mut self, client: &ClientId, now: Millis) {
-        let Some(s) = self.sessions.get_mut(client) else {
+        let Some(s) = self.sessions.get(client) else {
             return;
         };
         let Some(at) = s.disconnected_at.filter(|_| s.conn.is_none()) else {
             return;
         };
         if s.expiry_secs != u32::MAX && at + millis_from_secs(s.expiry_secs) <= now {
-            self.metrics.sessions_expired += 1;
-            return self.end_session(client, now);
-        }
-        if s.will
+            self.expire_session(client, now);
+        } else if s
+            .will
             .as_ref()
             .is_some_and(|w| at + millis_from_secs(w.delay_secs) <= now)
         {
-            if let Some(w) = s.will.take() {
-                if s.persisted {
-                    self.ops.push(Op::PutSession(s.record()));
-                }
-                self.publish_will(client, w, now);
-            }
+            self.fire_will(client, now);
         }
+    }
+
+    /// A session or will timer still applies: the session exists, is disconnected, and has
+    /// not connected or disconnected again since the timer was set.
+    fn timer_is_current(&self, client: &ClientId, gen: u64) -> bool {
+        self.sessions
+            .get(client)
+            .is_some_and(|s| s.conn.is_none() && s.gen == gen)
+    }
+
+    /// The session's expiry interval has passed: it ends (publishing a pending will).
+    fn expire_session(&mut self, client: &ClientId, now: Millis) {
+        self.metrics.sessions_expired += 1;
+        self.end_session(client, now);
+    }
+
+    /// The will delay has passed: the will is published and no longer stored.
+    fn fire_will(&mut self, client: &ClientId, now: Millis) {
+        let Some(s) = self.sessions.get_mut(client) else {
+            return;
+        };
+        let Some(w) = s.will.take() else {
+            return;
+        };
+        if s.persisted {
+            self.ops.push(Op::PutSession(s.record()));
+        }
+        self.publish_will(client, w, now);
     }
 
     /// Resends every unacknowledged PUBLISH (DUP, same id) and owed PUBREL in order, then
