@@ -29,6 +29,9 @@ enum Command {
     Pub(pubsub::PubArgs),
     /// Subscribe and print messages (the flags of mosquitto_sub, plus --json, --trace).
     Sub(pubsub::SubArgs),
+    /// The temperature sensor and dashboard, and `demo chaos`: kill -9 at random, then check.
+    #[command(subcommand)]
+    Demo(demo::DemoCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,6 +82,7 @@ fn main() -> std::process::ExitCode {
         Command::Store(cmd) => store::run(cmd),
         Command::Pub(args) => pubsub::run_pub(args),
         Command::Sub(args) => pubsub::run_sub(args),
+        Command::Demo(cmd) => demo::run(cmd),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -89,6 +93,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+mod demo;
 mod pubsub;
 mod store;
 

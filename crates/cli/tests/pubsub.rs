@@ -57,6 +57,10 @@ impl Drop for TestServer {
 
 /// Runs `quartet ARGS` to the end (10 s at most).
 fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    run_for(args, stdin, Duration::from_secs(10))
+}
+
+fn run_for(args: &[&str], stdin: Option<&[u8]>, limit: Duration) -> Output {
     let mut child = Command::new(QUARTET)
         .args(args)
         .stdin(Stdio::piped())
@@ -74,7 +78,7 @@ fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
-    match rx.recv_timeout(Duration::from_secs(10)) {
+    match rx.recv_timeout(limit) {
         Ok(out) => out.unwrap(),
         Err(_) => {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
@@ -432,4 +436,29 @@ fn state_dir_keeps_a_subscriber_identity_across_runs() {
     ok(&["pub", "-p", &p, "-t", "s", "-m", "3", "-q", "2"]);
     let out = sub("1");
     assert!(out.contains("\"id\":\"dash/3\""), "{out}");
+}
+
+/// A bounded run of the demo (the README shows a long one): broker, sensor and dashboard
+/// as processes, SIGKILLed at random, then every reading checked exactly once, in order.
+#[test]
+fn demo_chaos_bounded_run() {
+    let out = run_for(
+        &["demo", "chaos", "--secs", "6", "--interval-ms", "10"],
+        None,
+        Duration::from_secs(120),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("OK: every reading exactly once, in order"),
+        "{text}"
+    );
+    assert!(
+        text.contains("0 lost, 0 duplicated, 0 out of order"),
+        "{text}"
+    );
 }
