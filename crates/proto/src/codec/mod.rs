@@ -143,7 +143,7 @@ pub fn encode(
     buf: &mut BytesMut,
 ) -> Result<usize, EncodeError> {
     if let Packet::Publish(p) = packet {
-        if let Some(n) = encode_publish(packet, p, version, buf)? {
+        if let Some(n) = encode_publish(p, version, buf)? {
             return Ok(n);
         }
     }
@@ -171,7 +171,6 @@ pub fn encode(
 /// written) hands a packet too large to frame, or with invalid properties, to the two-pass
 /// path, which reports it.
 fn encode_publish(
-    packet: &Packet,
     p: &crate::types::Publish,
     version: ProtocolVersion,
     buf: &mut BytesMut,
@@ -195,8 +194,8 @@ fn encode_publish(
     Sink::put_u8(buf, ((PacketType::Publish as u8) << 4) | publish_flags(p));
     put_varint(buf, remaining as u32);
     let written = match version {
-        ProtocolVersion::V5 => v5::encode(packet, buf),
-        v => v3::encode(packet, v, buf),
+        ProtocolVersion::V5 => v5::encode_publish(p, buf),
+        v => v3::encode_publish(p, v, buf),
     };
     if let Err(e) = written {
         buf.truncate(start);
@@ -407,35 +406,44 @@ pub(crate) trait Sink {
 pub(crate) struct Counter(pub(crate) usize);
 
 impl Sink for Counter {
+    #[inline]
     fn put_u8(&mut self, _: u8) {
         self.0 += 1;
     }
+    #[inline]
     fn put_u16(&mut self, _: u16) {
         self.0 += 2;
     }
+    #[inline]
     fn put_u32(&mut self, _: u32) {
         self.0 += 4;
     }
+    #[inline]
     fn put_slice(&mut self, v: &[u8]) {
         self.0 += v.len();
     }
 }
 
 impl Sink for BytesMut {
+    #[inline]
     fn put_u8(&mut self, v: u8) {
         BufMut::put_u8(self, v)
     }
+    #[inline]
     fn put_u16(&mut self, v: u16) {
         BufMut::put_u16(self, v)
     }
+    #[inline]
     fn put_u32(&mut self, v: u32) {
         BufMut::put_u32(self, v)
     }
+    #[inline]
     fn put_slice(&mut self, v: &[u8]) {
         self.extend_from_slice(v)
     }
 }
 
+#[inline]
 pub(crate) fn varint_len(v: usize) -> usize {
     match v {
         0..=127 => 1,
@@ -445,6 +453,7 @@ pub(crate) fn varint_len(v: usize) -> usize {
     }
 }
 
+#[inline]
 pub(crate) fn put_varint<S: Sink + ?Sized>(s: &mut S, mut v: u32) {
     loop {
         let mut b = (v & 0x7F) as u8;
@@ -459,6 +468,7 @@ pub(crate) fn put_varint<S: Sink + ?Sized>(s: &mut S, mut v: u32) {
     }
 }
 
+#[inline]
 pub(crate) fn put_binary<S: Sink>(
     s: &mut S,
     v: &[u8],
@@ -471,6 +481,7 @@ pub(crate) fn put_binary<S: Sink>(
     Ok(())
 }
 
+#[inline]
 pub(crate) fn put_str<S: Sink>(s: &mut S, v: &str, what: &'static str) -> Result<(), EncodeError> {
     put_binary(s, v.as_bytes(), what)
 }

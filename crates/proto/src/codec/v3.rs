@@ -362,16 +362,7 @@ pub(crate) fn encode<S: Sink>(
             s.put_u8(u8::from(c.session_present));
             s.put_u8(code);
         }
-        Packet::Publish(p) => {
-            if !p.properties.is_empty() {
-                return Err(not_in("PUBLISH properties", v));
-            }
-            if p.topic.is_empty() {
-                return Err(not_in("an empty topic name (topic alias)", v));
-            }
-            put_publish_head(p, s)?;
-            s.put_slice(&p.payload);
-        }
+        Packet::Publish(p) => encode_publish(p, v, s)?,
         Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => {
             if a.reason != ReasonCode::Success {
                 return Err(not_in("a non-success acknowledgement reason code", v));
@@ -451,6 +442,23 @@ pub(crate) fn encode<S: Sink>(
         }
         Packet::Auth(_) => return Err(not_in("AUTH", v)),
     }
+    Ok(())
+}
+
+/// The body of a PUBLISH (also called directly by the one-pass PUBLISH encoder).
+pub(crate) fn encode_publish<S: Sink>(
+    p: &Publish,
+    v: ProtocolVersion,
+    s: &mut S,
+) -> Result<(), EncodeError> {
+    if !p.properties.is_empty() {
+        return Err(not_in("PUBLISH properties", v));
+    }
+    if p.topic.is_empty() {
+        return Err(not_in("an empty topic name (topic alias)", v));
+    }
+    put_publish_head(p, s)?;
+    s.put_slice(&p.payload);
     Ok(())
 }
 

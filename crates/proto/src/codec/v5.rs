@@ -887,6 +887,24 @@ pub(crate) fn encode_connect<S: Sink>(c: &Connect, s: &mut S) -> Result<(), Enco
     Ok(())
 }
 
+/// The body of a PUBLISH (also called directly by the one-pass PUBLISH encoder).
+pub(crate) fn encode_publish<S: Sink>(p: &Publish, s: &mut S) -> Result<(), EncodeError> {
+    if p.topic.is_empty() && p.properties.topic_alias.is_none() {
+        return Err(EncodeError::InvalidValue(
+            "an empty topic name needs a topic alias",
+        ));
+    }
+    put_publish_head(p, s)?;
+    if p.properties.is_empty() {
+        // The common case: an empty block is its zero length, no counting pass.
+        s.put_u8(0);
+    } else {
+        write_block!(s, &p.properties, publish_props)?;
+    }
+    s.put_slice(&p.payload);
+    Ok(())
+}
+
 pub(crate) fn encode<S: Sink>(p: &Packet, s: &mut S) -> Result<(), EncodeError> {
     let t = p.packet_type();
     match p {
@@ -897,21 +915,7 @@ pub(crate) fn encode<S: Sink>(p: &Packet, s: &mut S) -> Result<(), EncodeError> 
             s.put_u8(c.reason.as_u8());
             write_block!(s, &c.properties, connack_props)?;
         }
-        Packet::Publish(p) => {
-            if p.topic.is_empty() && p.properties.topic_alias.is_none() {
-                return Err(EncodeError::InvalidValue(
-                    "an empty topic name needs a topic alias",
-                ));
-            }
-            put_publish_head(p, s)?;
-            if p.properties.is_empty() {
-                // The common case: an empty block is its zero length, no counting pass.
-                s.put_u8(0);
-            } else {
-                write_block!(s, &p.properties, publish_props)?;
-            }
-            s.put_slice(&p.payload);
-        }
+        Packet::Publish(p) => encode_publish(p, s)?,
         Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => {
             check_reason(a.reason, t)?;
             s.put_u16(a.packet_id.get());
