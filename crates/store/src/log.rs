@@ -49,6 +49,8 @@ const RECORD_HEADER_LEN: usize = 8;
 const MAX_RECORD_LEN: usize = 1 << 30;
 /// Segments are rotated past this size.
 const SEGMENT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// What an error about damage suggests.
+const REPAIR_HINT: &str = "run `quartet store repair` to keep what is intact";
 /// Ops per snapshot record.
 const SNAPSHOT_CHUNK_OPS: usize = 4096;
 
@@ -277,7 +279,7 @@ fn replay_dir(dir: &Path, damage: Damage, upto_seg: Option<u64>) -> Result<Repla
         };
         if n != expected && damage == Damage::Refuse {
             return Err(StoreError::Corrupt(format!(
-                "segment {} is missing (found {} next); run `quartet store repair` to keep what is intact",
+                "segment {} is missing (found {} next); {REPAIR_HINT}",
                 seg_path(dir, expected).display(),
                 seg_path(dir, n).display()
             )));
@@ -331,10 +333,10 @@ fn replay_records(
                     return Ok(pos);
                 }
                 match damage {
-                    Damage::Refuse => return Err(StoreError::Corrupt(format!(
-                        "{} offset {pos}: {why}; run `quartet store repair` to keep what is intact",
-                        path.display()
-                    ))),
+                    Damage::Refuse => {
+                        let at = format!("{} offset {pos}", path.display());
+                        return Err(StoreError::Corrupt(format!("{at}: {why}; {REPAIR_HINT}")));
+                    }
                     Damage::Salvage => {
                         r.skipped_records += 1;
                         match resync(data, pos) {
