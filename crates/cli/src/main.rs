@@ -32,6 +32,9 @@ enum Command {
     /// The temperature sensor and dashboard, and `demo chaos`: kill -9 at random, then check.
     #[command(subcommand)]
     Demo(demo::DemoCommand),
+    /// Measure a broker: throughput, fan-out, latency, connections, shared and persistent
+    /// sessions, with loss/duplicate checks per publisher.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,6 +86,7 @@ fn main() -> std::process::ExitCode {
         Command::Pub(args) => pubsub::run_pub(args),
         Command::Sub(args) => pubsub::run_sub(args),
         Command::Demo(cmd) => demo::run(cmd),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -93,6 +97,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+mod bench;
 mod demo;
 mod pubsub;
 mod store;
