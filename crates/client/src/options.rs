@@ -94,8 +94,8 @@ pub struct ConnectOptions {
     /// Maximum (3.1.1). With v5 the broker's value applies.
     pub max_inflight: u16,
     /// Messages waiting to be sent or acknowledged at most (the bounded queue that holds
-    /// publishes made while disconnected). [`crate::Client::publish`] waits for room;
-    /// [`crate::Client::try_publish`] fails with [`ClientError::QueueFull`].
+    /// publishes made while disconnected). [`crate::Client::send`] waits for room;
+    /// [`crate::Client::try_send`] fails with [`ClientError::QueueFull`].
     pub max_queued: usize,
     /// Time allowed for TCP connect plus CONNACK.
     pub connect_timeout: Duration,
