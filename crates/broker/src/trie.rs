@@ -1,7 +1,9 @@
 //! The subscription tree: filters stored level by level, so routing a topic walks at most
 //! the levels of that topic (and the `+` / `#` branches) instead of every filter.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
 
 use bytestring::ByteString;
 use quartet_proto::{ClientId, SubscriptionOptions, TopicFilter};

@@ -1,6 +1,9 @@
 //! The live durable state, and the one definition of what each [`Op`] does to it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+// foldhash: replaying a million queued messages is mostly map inserts keyed by ids.
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use bytestring::ByteString;
