@@ -180,6 +180,8 @@ struct Reader<'a> {
     /// The last topic decoded: consecutive records mostly share their topic, and reusing it
     /// saves an allocation and a validation each (replay of a long queue).
     last_topic: Option<TopicName>,
+    /// Likewise the last client id (a long queue is one client's records).
+    last_client: Option<ClientId>,
 }
 
 impl<'a> Reader<'a> {
@@ -223,7 +225,17 @@ impl<'a> Reader<'a> {
         ByteString::try_from(self.bytes()?).map_err(|_| RecordError("bad UTF-8"))
     }
     fn client(&mut self) -> R<ClientId> {
-        Ok(ClientId::new(self.string()?))
+        let n = self.u32()? as usize;
+        let raw = self.take(n)?;
+        if let Some(c) = &self.last_client {
+            if c.as_str().as_bytes() == raw {
+                return Ok(c.clone());
+            }
+        }
+        let s = std::str::from_utf8(raw).map_err(|_| RecordError("bad UTF-8"))?;
+        let c = ClientId::new(s.to_owned());
+        self.last_client = Some(c.clone());
+        Ok(c)
     }
     fn topic(&mut self) -> R<TopicName> {
         let n = self.u32()? as usize;
@@ -437,6 +449,7 @@ pub fn decode_batch(buf: &[u8]) -> Result<Batch, RecordError> {
     let mut r = Reader {
         buf,
         last_topic: None,
+        last_client: None,
     };
     let n = r.u32()? as usize;
     let mut ops = Vec::with_capacity(n.min(1 << 16));
