@@ -109,13 +109,10 @@ impl State {
                     .remove(&packet_id);
             }
             Op::PutMessage { id, message } => {
-                self.messages.insert(
-                    id,
-                    StoredMessage {
-                        message: Arc::new(message),
-                        refs: 0,
-                    },
-                );
+                // Putting a body again keeps the records that reference it.
+                let refs = self.messages.get(&id).map_or(0, |m| m.refs);
+                let message = Arc::new(message);
+                self.messages.insert(id, StoredMessage { message, refs });
                 self.next_msg_id = self.next_msg_id.max(id + 1);
             }
             Op::PutOutbound { client, record } => {
