@@ -532,15 +532,7 @@ impl Broker {
                         reason: ReasonCode::UnsupportedProtocolVersion,
                         properties: ConnAckProperties::default(),
                     });
-                    self.emit(
-                        conn,
-                        Action::Send {
-                            conn,
-                            version,
-                            packet,
-                        },
-                        false,
-                    );
+                    self.send_as(conn, version, packet);
                     self.drop_conn(conn, now, true);
                 }
                 (ConnState::AwaitingConnect, _) => self.drop_conn(conn, now, true),
@@ -705,15 +697,7 @@ impl Broker {
             reason,
             properties: ConnAckProperties::default(),
         });
-        self.emit(
-            conn,
-            Action::Send {
-                conn,
-                version,
-                packet,
-            },
-            false,
-        );
+        self.send_as(conn, version, packet);
         self.drop_conn(conn, now, false);
     }
 
@@ -769,15 +753,7 @@ impl Broker {
                         properties: DisconnectProperties::default(),
                     });
                     let v = oc.version;
-                    self.emit(
-                        old,
-                        Action::Send {
-                            conn: old,
-                            version: v,
-                            packet,
-                        },
-                        false,
-                    );
+                    self.send_as(old, v, packet);
                 }
             }
             self.drop_conn(old, now, true);
@@ -1752,15 +1728,7 @@ impl Broker {
                     properties: DisconnectProperties::default(),
                 });
                 let version = c.version;
-                self.emit(
-                    conn,
-                    Action::Send {
-                        conn,
-                        version,
-                        packet,
-                    },
-                    false,
-                );
+                self.send_as(conn, version, packet);
             }
         }
         self.drop_conn(conn, now, true);
@@ -1906,6 +1874,20 @@ impl Broker {
                 packet,
             },
             gated,
+        );
+    }
+
+    /// Sends a packet encoded for `version`, which the connection may not have agreed yet
+    /// (a CONNACK refusing its CONNECT, a DISCONNECT as it is closed): not gated.
+    fn send_as(&mut self, conn: ConnId, version: ProtocolVersion, packet: Packet) {
+        self.emit(
+            conn,
+            Action::Send {
+                conn,
+                version,
+                packet,
+            },
+            false,
         );
     }
 
