@@ -12,56 +12,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Read;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use quartet_server::{Server, ServerConfig};
+mod common;
+use common::TestServer;
 
 /// How long one scenario may run before the test gives up on it.
 const DEADLINE: Duration = Duration::from_secs(30);
-
-/// A server on its own runtime, so the tests themselves stay plain blocking code.
-struct TestServer {
-    rt: Option<tokio::runtime::Runtime>,
-    server: Option<Server>,
-    port: u16,
-}
-
-impl TestServer {
-    fn start() -> TestServer {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let config = ServerConfig {
-            listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
-            ..ServerConfig::default()
-        };
-        let server = rt.block_on(Server::start(config)).expect("server starts");
-        let port = server.local_addrs()[0].port();
-        TestServer {
-            rt: Some(rt),
-            server: Some(server),
-            port,
-        }
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let (Some(rt), Some(server)) = (self.rt.take(), self.server.take()) {
-            let _ = rt.block_on(async {
-                tokio::time::timeout(Duration::from_secs(5), server.shutdown()).await
-            });
-            rt.shutdown_timeout(Duration::from_secs(1));
-        }
-    }
-}
 
 const INSTALL: &str = "python3 with paho-mqtt 2.x is needed: pip install 'paho-mqtt>=2,<3' \
                        (CI's .ci/run installs it)";
