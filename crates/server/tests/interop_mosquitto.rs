@@ -25,9 +25,6 @@ use common::TestServer;
 const DEADLINE: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------------------
-// The server under test.
-
-// ---------------------------------------------------------------------------------------
 // Child processes.
 
 /// A running client. Dropping it kills (SIGKILL) and reaps the process.
