@@ -686,14 +686,14 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
-/// 500 seeded runs of 300 random steps each (seeds 1..=500; `SIM_RUNS`, `SIM_SEED`).
+/// 2000 seeded runs of 300 random steps each (seeds 1..=2000; `SIM_RUNS`, `SIM_SEED`).
 #[test]
 fn random_interleavings_keep_the_exactly_once_invariants() {
     if let Some(seed) = env_u64("SIM_SEED") {
         run(seed, 300);
         return;
     }
-    let runs = env_u64("SIM_RUNS").unwrap_or(500);
+    let runs = env_u64("SIM_RUNS").unwrap_or(2000);
     let mut totals = (0usize, 0usize, 0u32, 0u64);
     for seed in 1..=runs {
         let w = run(seed, 300);
