@@ -37,3 +37,20 @@ fn v31_connack_has_no_session_present() {
     encode(&p, ProtocolVersion::V31, &mut out).unwrap();
     assert_eq!(&out[..], &ok[..]);
 }
+
+/// A fixed header announcing a large packet does not make the decoder reserve that much
+/// memory before the bytes arrive (a slow or lying peer would cost it per connection).
+#[test]
+fn announced_size_is_not_reserved_up_front() {
+    use bytes::BytesMut;
+    use quartet_proto::{decode, Limits, ProtocolVersion};
+    // PUBLISH with a remaining length of 268,435,455 (0xFF 0xFF 0xFF 0x7F).
+    let mut buf = BytesMut::from(&[0x30u8, 0xFF, 0xFF, 0xFF, 0x7F][..]);
+    let got = decode(&mut buf, ProtocolVersion::V311, &Limits::default()).unwrap();
+    assert!(got.is_none());
+    assert!(
+        buf.capacity() <= 128 * 1024,
+        "reserved {} bytes",
+        buf.capacity()
+    );
+}

@@ -23,6 +23,9 @@ pub const MAX_REMAINING_LENGTH: usize = 268_435_455;
 /// The largest packet: 1 byte of type and flags, 4 of remaining length, and the rest.
 pub const MAX_PACKET_SIZE: usize = 1 + 4 + MAX_REMAINING_LENGTH;
 
+/// The most the decoder reserves ahead of bytes that have not arrived yet.
+const RESERVE_AHEAD_MAX: usize = 64 * 1024;
+
 /// Bounds that the decoder enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -62,8 +65,10 @@ pub fn decode(
     }
     let packet_type = PacketType::from_u8(first >> 4).ok_or(DecodeError::ReservedPacketType)?;
     if buf.len() < total {
-        // Make room for the rest in one go rather than growing piecemeal.
-        buf.reserve(total - buf.len());
+        // Make room for the rest, but only as much as a peer has shown it will send: a header
+        // that announces a large packet must not make a slow (or lying) peer cost that much
+        // memory before the bytes arrive. Larger packets grow the buffer as they come.
+        buf.reserve((total - buf.len()).min(RESERVE_AHEAD_MAX));
         return Ok(None);
     }
     // Skipping the header in place and splitting off only the body costs one reference-count
