@@ -1473,7 +1473,8 @@ impl Broker {
             return self.send(conn, Packet::PubRel(rel), true);
         };
         if a.reason.is_error() {
-            // The client refused the message: the exchange ends here [MQTT-4.3.3-?].
+            // The client refused the message (PUBREC reason 0x80 or above): the exchange ends
+            // here, no PUBREL follows (v5 §4.3.3, §3.5.2.1).
             self.forget_outbound(client, seq);
             return self.pump(client, now);
         }

@@ -1313,14 +1313,14 @@ fn cases() -> Vec<Case> {
             "receive maximum 0 in CONNECT",
             V5,
             connect5(0x02, &[0x21, 0x00, 0x00], &s("c")),
-            bad_value(0x21, "receive maximum 0 [MQTT-3.1.2-?] [MQTT-3.2.2-?]"),
+            bad_value(0x21, "receive maximum 0 (v5 §3.1.2.11.3, §3.2.2.3.3)"),
             PROTOCOL,
         ),
         c(
             "receive maximum 0 in CONNACK",
             V5,
             pkt(0x20, &cat(&[&[0, 0], &props(&[0x21, 0x00, 0x00])])),
-            bad_value(0x21, "receive maximum 0 [MQTT-3.1.2-?] [MQTT-3.2.2-?]"),
+            bad_value(0x21, "receive maximum 0 (v5 §3.1.2.11.3, §3.2.2.3.3)"),
             PROTOCOL,
         ),
         c(
@@ -1336,7 +1336,7 @@ fn cases() -> Vec<Case> {
             subscribe5(&[0x0B, 0x00], "a", 0),
             bad_value(
                 0x0B,
-                "subscription identifier 0 [MQTT-3.8.2-?]: must be 1 to 268,435,455",
+                "subscription identifier 0 (v5 §3.8.2.1.2): must be 1 to 268,435,455",
             ),
             PROTOCOL,
         ),
@@ -1346,7 +1346,7 @@ fn cases() -> Vec<Case> {
             publish5(&[0x0B, 0x01, 0x0B, 0x00]),
             bad_value(
                 0x0B,
-                "subscription identifier 0 [MQTT-3.8.2-?]: must be 1 to 268,435,455",
+                "subscription identifier 0 (v5 §3.8.2.1.2): must be 1 to 268,435,455",
             ),
             PROTOCOL,
         ),

@@ -198,7 +198,7 @@ fn read_props(r: &mut Reader, allowed: u64) -> Result<Props, DecodeError> {
                 if v == 0 {
                     return Err(DecodeError::InvalidPropertyValue {
                         id,
-                        why: "subscription identifier 0 [MQTT-3.8.2-?]: must be 1 to 268,435,455",
+                        why: "subscription identifier 0 (v5 §3.8.2.1.2): must be 1 to 268,435,455",
                     });
                 }
                 p.subscription_identifiers.push(v);
@@ -229,7 +229,7 @@ fn read_props(r: &mut Reader, allowed: u64) -> Result<Props, DecodeError> {
                 if v == 0 {
                     return Err(DecodeError::InvalidPropertyValue {
                         id,
-                        why: "receive maximum 0 [MQTT-3.1.2-?] [MQTT-3.2.2-?]",
+                        why: "receive maximum 0 (v5 §3.1.2.11.3, §3.2.2.3.3)",
                     });
                 }
                 p.receive_maximum = Some(v);
