@@ -181,7 +181,7 @@ impl Router {
                         continue;
                     };
                     let qos0 = matches!(&packet, Packet::Publish(p) if p.qos == QoS::AtMostOnce);
-                    match h.tx.try_send(ToConn::Packet(version, packet)) {
+                    match h.tx.try_send(ToConn::Packet(version, Box::new(packet))) {
                         Ok(()) => {}
                         Err(mpsc::error::TrySendError::Full(_)) if qos0 => self.dropped_slow += 1,
                         Err(mpsc::error::TrySendError::Full(_)) => {
