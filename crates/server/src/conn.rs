@@ -63,7 +63,9 @@ pub(crate) async fn run(
 ) {
     let (mut rd, mut wr) = stream.into_split();
     let mut rbuf = BytesMut::with_capacity(4096);
-    let mut wbuf = BytesMut::with_capacity(4096);
+    // Grown by the first encode to what the connection actually sends: an idle connection
+    // keeps a buffer the size of its CONNACK, not a page.
+    let mut wbuf = BytesMut::new();
     // The first packet is CONNECT, which carries its own version; later packets are decoded
     // for the version it declared.
     let mut version = ProtocolVersion::V311;
