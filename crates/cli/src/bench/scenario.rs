@@ -27,6 +27,34 @@ fn qos_of(q: u8) -> QoS {
     QoS::from_u8(q).unwrap_or(QoS::AtMostOnce)
 }
 
+/// The lost / duplicated / out-of-order row and its verdict: loss of an acknowledged QoS 1/2
+/// message and a QoS 2 duplicate fail the run; QoS 0 loss is only noted.
+fn integrity(report: &mut Report, qos: QoS, lost: u64, dups: u64, ooo: u64) {
+    report.row(
+        "lost",
+        lost,
+        "lost / dup / out of order",
+        format!("{} / {} / {}", count(lost), count(dups), count(ooo)),
+    );
+    report.set("duplicates", dups);
+    report.set("out_of_order", ooo);
+    if lost > 0 {
+        if qos == QoS::AtMostOnce {
+            report.note(format!(
+                "{lost} QoS 0 message(s) not delivered (allowed at QoS 0)"
+            ));
+        } else {
+            report.error(format!(
+                "{lost} acknowledged QoS {} message(s) lost",
+                qos as u8
+            ));
+        }
+    }
+    if dups > 0 && qos == QoS::ExactlyOnce {
+        report.error(format!("{dups} QoS 2 message(s) delivered twice"));
+    }
+}
+
 fn version_name(v: ProtocolVersion) -> &'static str {
     if v.is_v5() {
         "5.0"
@@ -431,30 +459,8 @@ pub async fn load(scenario: &'static str, a: LoadArgs) -> anyhow::Result<Report>
     report.set("expected", expected);
     report.set("delivery_secs", round1(delivery_secs * 10.0) / 10.0);
     report.set("delivery_rate", del_rate.round());
-    report.row(
-        "lost",
-        lost,
-        "lost / dup / out of order",
-        format!("{} / {} / {}", count(lost), count(dups), count(ooo)),
-    );
-    report.set("duplicates", dups);
-    report.set("out_of_order", ooo);
+    integrity(&mut report, qos, lost, dups, ooo);
     report.set("strays", strays);
-    if lost > 0 {
-        if qos == QoS::AtMostOnce {
-            report.note(format!(
-                "{lost} QoS 0 message(s) not delivered (allowed at QoS 0)"
-            ));
-        } else {
-            report.error(format!(
-                "{lost} acknowledged QoS {} message(s) lost",
-                qos as u8
-            ));
-        }
-    }
-    if dups > 0 && qos == QoS::ExactlyOnce {
-        report.error(format!("{dups} QoS 2 message(s) delivered twice"));
-    }
     if strays > 0 {
         report.note(format!("{strays} message(s) that were not this run's"));
     }
@@ -840,20 +846,7 @@ pub async fn persist(a: PersistArgs) -> anyhow::Result<Report> {
     report.set("expected", expected);
     report.set("drain_secs", round1(drain_secs * 100.0) / 100.0);
     report.set("drain_rate", drain_rate.round());
-    report.row(
-        "lost",
-        lost,
-        "lost / dup / out of order",
-        format!("{} / {} / {}", count(lost), count(dups), count(ooo)),
-    );
-    report.set("duplicates", dups);
-    report.set("out_of_order", ooo);
-    if lost > 0 {
-        report.error(format!("{lost} acknowledged message(s) lost"));
-    }
-    if dups > 0 && qos == QoS::ExactlyOnce {
-        report.error(format!("{dups} QoS 2 message(s) delivered twice"));
-    }
+    integrity(&mut report, qos, lost, dups, ooo);
     if acked < published {
         report.error(format!(
             "{} message(s) never acknowledged",
