@@ -259,6 +259,9 @@ pub struct Client {
     next_pub_seq: Arc<AtomicU64>,
     status: watch::Receiver<Status>,
     task: AbortHandle,
+    /// Closed when the background task has dropped its state (and released the state
+    /// directory).
+    released: watch::Receiver<()>,
     client_id: Arc<str>,
 }
 
@@ -275,12 +278,14 @@ impl Client {
         let error = Arc::new(Mutex::new(None));
         let next_pub_seq = Arc::new(AtomicU64::new(0));
         let (status_tx, status) = watch::channel(Status::default());
+        let (released_tx, released) = watch::channel(());
         let mut el = EventLoop::new(
             options,
             tx.downgrade(),
             deliver_tx,
             next_pub_seq.clone(),
             status_tx,
+            released_tx,
         )?;
         el.first_connect().await?;
         let client_id = el.client_id();
@@ -302,6 +307,7 @@ impl Client {
                 next_pub_seq,
                 status,
                 task,
+                released,
                 client_id,
             },
             Incoming {
@@ -446,7 +452,15 @@ impl Client {
             .send(Command::Disconnect { done })
             .map_err(|_| ClientError::Closed)?;
         let _ = rx.await;
+        self.wait_released().await;
         Ok(())
+    }
+
+    /// Waits until the background task has dropped its state, state directory lock included.
+    async fn wait_released(&self) {
+        let mut r = self.released.clone();
+        // Nothing is ever sent: this returns when the sender is dropped.
+        while r.changed().await.is_ok() {}
     }
 
     /// Watches the connection state.
@@ -484,9 +498,11 @@ impl Client {
     }
 
     /// Stops the client at once, as `kill -9` would stop its process: no DISCONNECT, nothing
-    /// more written to the socket or the journal. For crash tests.
-    pub fn crash(&self) {
+    /// more written to the socket or the journal. Returns once the state directory is free
+    /// again, as it would be for a new process. For crash tests.
+    pub async fn crash(&self) {
         self.task.abort();
+        self.wait_released().await;
     }
 }
 

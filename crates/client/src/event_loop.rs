@@ -197,6 +197,9 @@ pub(crate) struct EventLoop {
     attempt: u32,
     rng: u64,
     last_error: Option<ClientError>,
+    /// Dropped last, after the journal (and so its lock on the state directory): the
+    /// client's `disconnect` and `crash` wait for it, so the directory can be reopened at once.
+    _released: watch::Sender<()>,
 }
 
 impl EventLoop {
@@ -206,6 +209,7 @@ impl EventLoop {
         deliver_tx: mpsc::Sender<Delivery>,
         shared_pub_seq: Arc<AtomicU64>,
         status_tx: watch::Sender<Status>,
+        released: watch::Sender<()>,
     ) -> Result<EventLoop, ClientError> {
         let (journal, durable) = match &opts.state_dir {
             Some(dir) => {
@@ -256,6 +260,7 @@ impl EventLoop {
             attempt: 0,
             rng,
             last_error: None,
+            _released: released,
             opts,
         };
         for (seq, o) in durable.out {

@@ -163,7 +163,7 @@ async fn a_crashed_subscriber_resumes_its_session_with_the_same_identities() {
         let b = next(&mut inc).await;
         let b_id = b.id.clone();
         tokio::time::sleep(Duration::from_millis(100)).await;
-        sub.crash();
+        sub.crash().await;
         drop((b, inc));
         // Published while the subscriber is dead: queued by Mosquitto for the session.
         publ.publish("d", "c", QoS::ExactlyOnce, false)

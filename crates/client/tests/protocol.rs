@@ -69,7 +69,7 @@ async fn a_killed_publisher_resumes_with_dup_and_the_same_packet_id() {
         let first = expect_publish(raw.recv_no_ping().await);
         assert!(!first.dup);
         let pid = first.packet_id.unwrap();
-        client.crash();
+        client.crash().await;
         assert!(raw.closed_within(WAIT).await);
 
         // Run 2: the same message goes out again, DUP = 1, same packet id. PUBREC comes,
@@ -89,7 +89,7 @@ async fn a_killed_publisher_resumes_with_dup_and_the_same_packet_id() {
         raw.send(Packet::PubRec(PubAck::new(pid))).await;
         assert_eq!(ack_of(raw.recv_no_ping().await, "PUBREL").packet_id, pid);
         tokio::time::sleep(Duration::from_millis(50)).await;
-        client.crash();
+        client.crash().await;
         assert!(raw.closed_within(WAIT).await);
 
         // Run 3: only PUBREL is owed now, not the PUBLISH.
@@ -151,7 +151,7 @@ async fn a_killed_subscriber_never_delivers_a_released_qos2_message_twice() {
     d.ack().unwrap();
     assert_eq!(ack_of(raw.recv_no_ping().await, "PUBREC").packet_id, pid);
     // Killed before PUBREL.
-    client.crash();
+    client.crash().await;
     assert!(raw.closed_within(WAIT).await);
 
     let connecting = tokio::spawn(Client::connect(o()));
@@ -170,7 +170,7 @@ async fn a_killed_subscriber_never_delivers_a_released_qos2_message_twice() {
     assert!(!d.redelivered);
     // Killed after delivery, before the ack: delivered again with the same identity.
     let id2 = d.id.clone();
-    client.crash();
+    client.crash().await;
     assert!(raw.closed_within(WAIT).await);
     let connecting = tokio::spawn(Client::connect(o()));
     let mut raw = fake.accept().await;

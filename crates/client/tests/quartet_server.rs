@@ -135,7 +135,7 @@ async fn manual_ack_redelivers_with_the_same_identity_after_a_crash() {
     assert!(id1.seq < id2.seq);
     // Let the PUBREC of m0 reach the broker, then die as kill -9 would.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    sub.crash();
+    sub.crash().await;
     drop((d1, d2, inc));
     tokio::time::sleep(Duration::from_millis(100)).await;
 
@@ -332,7 +332,7 @@ async fn will_credentials_and_errors() {
     o.username = Some("user".into());
     o.password = Some("pw".into());
     let (doomed, _) = Client::connect(o).await.unwrap();
-    doomed.crash();
+    doomed.crash().await;
     let d = next(&mut inc).await;
     assert_eq!(d.message.topic, "wills/doomed");
     assert_eq!(&d.message.payload[..], b"gone");
